@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Create or update .venv from the lock files. Idempotent: when the venv was
+# built from the same lock files, it returns in well under a second.
+#   scripts/install.sh [--runtime-only]
+# Env: PYTHON (default python3.11), VENV (default .venv).
+set -euo pipefail
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+main() {
+  local root python venv stamp want dev=1
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  [[ "${1:-}" == "--runtime-only" ]] && dev=0
+  python=${PYTHON:-python3.11}
+  venv=${VENV:-$root/.venv}
+
+  command -v "$python" >/dev/null || die "$python not found (install Python 3.11 or set PYTHON=/path/to/python3.11)"
+  "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "$python is Python $("$python" -c 'import platform; print(platform.python_version())'), the lock is for 3.11 (set PYTHON=/path/to/python3.11)"
+
+  local locks=("$root/requirements/lock.txt" "$root/requirements/nodeps.txt")
+  ((dev)) && locks+=("$root/requirements/lock-dev.txt")
+  want=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
+  stamp="$venv/.tfodkit-installed"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    echo "install: $venv is up to date"
+    return 0
+  fi
+
+  [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
+  local pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+  "${pip[@]}" install --quiet --upgrade 'pip==25.3'
+  echo "install: runtime packages (TensorFlow is ~600 MB: the first run takes a few minutes)"
+  "${pip[@]}" install --progress-bar off -r "$root/requirements/lock.txt"
+  if ((dev)); then
+    "${pip[@]}" install --progress-bar off -r "$root/requirements/lock-dev.txt" -c "$root/requirements/lock.txt"
+  fi
+  "${pip[@]}" install --progress-bar off --no-deps --require-hashes -r "$root/requirements/nodeps.txt"
+  if "${pip[@]}" show --quiet opencv-python >/dev/null 2>&1; then
+    die "opencv-python got installed beside opencv-python-headless (remove it: $venv/bin/pip uninstall -y opencv-python)"
+  fi
+  # Make the repository importable from the venv (python -m tfodkit anywhere).
+  "$venv/bin/python" -c 'import site, sys; print(site.getsitepackages()[0])' \
+    | { read -r sp; echo "$root" > "$sp/tfodkit-root.pth"; }
+  echo "$want" > "$stamp"
+  echo "install: done ($venv)"
+}
+
+main "$@"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run every linter the project uses; all of them come from the venv (PyPI).
+#   scripts/lint.sh        Env: VENV (default .venv)
+set -euo pipefail
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+main() {
+  local root bin
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  bin=${VENV:-$root/.venv}/bin
+  cd "$root"
+  for tool in ruff shellcheck hadolint; do
+    [[ -x "$bin/$tool" ]] || die "$tool not found in $bin (run make install)"
+  done
+
+  echo "lint: ruff"
+  "$bin/ruff" check .
+  echo "lint: shellcheck"
+  mapfile -t scripts < <({ git ls-files '*.sh' .ci/run; ls ./*.sh scripts/*.sh 2>/dev/null; } | sed 's|^\./||' | sort -u)
+  "$bin/shellcheck" -x "${scripts[@]}"
+  if [[ -f Dockerfile ]]; then
+    echo "lint: hadolint"
+    "$bin/hadolint" Dockerfile
+  fi
+  if [[ -d terraform ]]; then
+    command -v terraform >/dev/null || die "terraform not found (needed for terraform fmt -check)"
+    echo "lint: terraform fmt -check"
+    terraform fmt -check -recursive terraform
+  fi
+  echo "lint: ok"
+}
+
+main "$@"

@@ -1,0 +1,51 @@
+"""One user-error type and the CLI wrapper that prints it on one line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+
+USAGE = 2  # bad usage / bad input
+FAILURE = 1  # something failed while doing the work
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as ``error: <what> (<how to fix>)``."""
+
+    def __init__(self, what: str, fix: str | None = None, status: int = USAGE):
+        super().__init__(what)
+        self.what = what
+        self.fix = fix
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.what} ({self.fix})" if self.fix else self.what
+
+
+def did_you_mean(word: str, choices: Sequence[str], n: int = 3) -> str:
+    """'did you mean: a, b, c' for the closest choices, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    return f"did you mean: {', '.join(close)}" if close else ""
+
+
+def cli(func: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap ``main(argv) -> int`` so a UserError is one line on stderr and an exit code.
+
+    KeyboardInterrupt exits 130 without a traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(argv: Sequence[str] | None = None) -> int:
+        try:
+            return func(argv)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.status
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
