@@ -34,7 +34,7 @@ def did_you_mean(word: str, choices: Sequence[str], n: int = 3) -> str:
 def cli(func: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
     """Wrap ``main(argv) -> int`` so a UserError is one line on stderr and an exit code.
 
-    KeyboardInterrupt exits 130 without a traceback.
+    KeyboardInterrupt exits 130 without a traceback; a closed output pipe exits quietly.
     """
 
     @functools.wraps(func)
@@ -47,5 +47,10 @@ def cli(func: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] 
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # output piped into head & co.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
 
     return wrapper
