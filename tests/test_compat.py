@@ -6,9 +6,9 @@ shim, so the in-process checks and the counter-checks exercise the same code.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import tfodkit.compat  # noqa: F401
+
+import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
