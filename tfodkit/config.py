@@ -1,0 +1,640 @@
+"""readconfig.py: one merged, validated pipeline.config for a zoo model.
+
+    python readconfig.py --pretrained_model "SSD MobileNet V2 FPNLite 320x320" \\
+        --records_dir RECORDS --output_dir TRAINING_DIR \\
+        [--config_override training.config] [--hparams traininghparams.json] \\
+        [--pretrained_dir DIR] [--cache_dir DIR] [--num_gpus N] [--from_scratch]
+    python readconfig.py --list_models
+
+Fixed precedence, lowest first, logged field by field:
+  1. pretrained   the zoo model's pipeline.config (or configs/base/ offline)
+  2. defaults     what the toolkit knows is right for fine-tuning a zoo model
+                  (fine_tune_checkpoint_type for the architecture, no bfloat16)
+  3. override     --config_override: a partial TrainEvalPipelineConfig in
+                  protobuf text; a repeated field given there replaces the list
+  4. hparams      --hparams JSON (keys below)
+  5. paths        records, label map, fine_tune_checkpoint: owned by the toolkit
+
+Everything is validated before anything is written; <output_dir>/pipeline.config
+is written atomically, with <output_dir>/toolkit.json (the settings that are
+not pipeline fields, such as checkpoint_every_n, and the table of changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tfodkit import zoo
+from tfodkit.errors import UserError, cli, did_you_mean
+from tfodkit.paths import BASE_CONFIGS
+
+# ----------------------------------------------------------------------------- hparams
+
+FINE_TUNE_TYPES = ("classification", "detection", "fine_tune", "full")
+
+
+@dataclass(frozen=True)
+class HParam:
+    kind: str  # "int", "float", "str", "size"
+    help: str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+HPARAMS: dict[str, HParam] = {
+    "num_classes": HParam("int", "number of classes (default: from the label map)", 1),
+    "batch_size": HParam("int", "training batch size, over all GPUs", 1),
+    "train_steps": HParam("int", "training steps; the learning-rate schedule is rescaled", 1),
+    "num_examples": HParam("int", "number of evaluation examples", 1),
+    "learning_rate": HParam("float", "the schedule's base learning rate", 0),
+    "warmup_steps": HParam("int", "warm-up steps of a cosine schedule", 0),
+    "fine_tune_checkpoint_type": HParam("str", "what to restore from the zoo checkpoint", choices=FINE_TUNE_TYPES),
+    "min_dim": HParam("int", "keep_aspect_ratio_resizer min_dimension", 16),
+    "max_dim": HParam("int", "keep_aspect_ratio_resizer max_dimension", 16),
+    "image_size": HParam("size", "fixed_shape_resizer size: N or [height, width]", 16),
+    "checkpoint_every_n": HParam("int", "save a checkpoint every N steps (and always at the end)", 1),
+}
+
+
+def _check_value(key: str, value: Any, spec: HParam, source: str) -> Any:
+    where = f"{source}: {key}"
+    if spec.kind == "size":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]
+        if not (isinstance(value, list) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise UserError(f"{where} must be an integer or [height, width], got {value!r}",
+                            f'e.g. "{key}": 320 or "{key}": [320, 480]')
+        if min(value) < spec.minimum:
+            raise UserError(f"{where} must be at least {int(spec.minimum)}, got {value!r}", "use a larger size")
+        return value
+    if spec.kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UserError(f"{where} must be an integer, got {type(value).__name__} {value!r}",
+                            f'e.g. "{key}": {int(spec.minimum or 0) + 1}')
+    elif spec.kind == "float":
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise UserError(f"{where} must be a number, got {type(value).__name__} {value!r}", f'e.g. "{key}": 0.01')
+        value = float(value)
+        if value <= spec.minimum:
+            raise UserError(f"{where} must be greater than {spec.minimum:g}, got {value!r}", "use a positive rate")
+        return value
+    elif spec.kind == "str":
+        if not isinstance(value, str) or (spec.choices and value not in spec.choices):
+            raise UserError(f"{where} must be one of {', '.join(spec.choices)}, got {value!r}",
+                            did_you_mean(str(value), spec.choices) or "pick one of those")
+        return value
+    if spec.minimum is not None and value < spec.minimum:
+        raise UserError(f"{where} must be at least {int(spec.minimum)}, got {value!r}", "use a larger value")
+    return value
+
+
+def load_hparams(path: Path | None) -> dict[str, Any]:
+    """The hparams JSON, every key known and every value of the right type and range."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise UserError(f"hparams file {path} not found", "check the --hparams path")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}", "fix the JSON syntax") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object of hyper-parameters, got {type(data).__name__}",
+                        'e.g. {"batch_size": 8, "train_steps": 2000}')
+    out = {}
+    for key, value in data.items():
+        if key not in HPARAMS:
+            hint = did_you_mean(key, list(HPARAMS)) or f"known keys: {', '.join(HPARAMS)}"
+            raise UserError(f"{path}: unknown hyper-parameter {key!r}", hint)
+        out[key] = _check_value(key, value, HPARAMS[key], str(path))
+    if "min_dim" in out and "max_dim" in out and out["min_dim"] > out["max_dim"]:
+        raise UserError(f"{path}: min_dim {out['min_dim']} is larger than max_dim {out['max_dim']}",
+                        "make min_dim <= max_dim")
+    return out
+
+
+# ----------------------------------------------------------------------------- records and label map
+
+@dataclass
+class Records:
+    train: list[Path]
+    test: list[Path]
+    label_map: Path
+    labels: dict[int, str]
+
+
+def _shards(records_dir: Path, split: str) -> list[Path]:
+    single = records_dir / f"{split}.record"
+    if single.is_file():
+        return [single]
+    shards = sorted(records_dir.glob(f"{split}-[0-9]*-of-[0-9]*.record"))
+    if not shards:
+        return []
+    counts = {re.search(r"-of-(\d+)\.record$", p.name).group(1) for p in shards}
+    expected = int(counts.pop()) if len(counts) == 1 else -1
+    if expected != len(shards):
+        raise UserError(f"{records_dir}: {split} shards are incomplete ({len(shards)} files: "
+                        f"{shards[0].name} ... {shards[-1].name})", "re-run the dataset conversion")
+    return shards
+
+
+def parse_label_map(path: Path) -> dict[int, str]:
+    """id -> name of a TFOD label map; ids must start at 1 and be contiguous."""
+    from google.protobuf import text_format
+    from object_detection.protos import string_int_label_map_pb2
+
+    label_map = string_int_label_map_pb2.StringIntLabelMap()
+    try:
+        text_format.Parse(path.read_text(), label_map)
+    except text_format.ParseError as exc:
+        raise UserError(f"label map {path}:{re.sub(r' : ', ': ', str(exc), count=1)}",
+                        "write items as: item { id: 1 name: 'cat' }") from None
+    if not label_map.item:
+        raise UserError(f"{path} has no items", "add item { id: 1 name: '<class>' } per class")
+    labels: dict[int, str] = {}
+    for item in label_map.item:
+        name = item.name or item.display_name
+        if item.id in labels:
+            raise UserError(f"{path}: id {item.id} is used twice ({labels[item.id]!r}, {name!r})", "give each class "
+                            "its own id")
+        labels[item.id] = name
+    ids = sorted(labels)
+    if ids[0] != 1 or ids != list(range(1, len(ids) + 1)):
+        raise UserError(f"{path}: label ids must be 1..{len(ids)} without gaps, got {ids}",
+                        "TFOD reserves 0 for the background: number the classes from 1")
+    names = [labels[i] for i in ids]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UserError(f"{path}: class name(s) {dupes} used for more than one id", "give each class one id")
+    return labels
+
+
+def find_records(records_dir: Path) -> Records:
+    if not records_dir.is_dir():
+        raise UserError(f"records dir {records_dir} does not exist",
+                        "give the folder with training.record, testing.record and classes.pbtxt")
+    train, test = _shards(records_dir, "training"), _shards(records_dir, "testing")
+    missing = [n for n, found in (("training.record", train), ("testing.record", test)) if not found]
+    label_map = records_dir / "classes.pbtxt"
+    if not label_map.is_file():
+        missing.append("classes.pbtxt")
+    if missing:
+        raise UserError(f"{records_dir} lacks {', '.join(missing)}",
+                        "convert your annotations with: python -m tfodkit.dataset convert ...")
+    empty = [p.name for p in train + test if p.stat().st_size == 0]
+    if empty:
+        raise UserError(f"{records_dir}: empty record file(s) {', '.join(empty)}", "re-run the dataset conversion")
+    return Records(train, test, label_map, parse_label_map(label_map))
+
+
+def records_have_keypoints(paths: Iterable[Path]) -> bool:
+    import tensorflow as tf
+
+    for path in paths:
+        for raw in tf.data.TFRecordDataset(str(path)).take(1):
+            example = tf.train.Example.FromString(raw.numpy())
+            return "image/object/keypoint/x" in example.features.feature
+    return False
+
+
+# ----------------------------------------------------------------------------- proto helpers
+
+def flatten(msg, prefix: str = "") -> dict[str, Any]:
+    """Every set leaf field of a message as {"a.b[0].c": value}."""
+    out: dict[str, Any] = {}
+    for fd, value in msg.ListFields():
+        name = f"{prefix}{fd.name}"
+        is_msg = fd.type == fd.TYPE_MESSAGE
+        if fd.is_repeated:
+            if is_msg and not fd.message_type.GetOptions().map_entry:
+                for i, item in enumerate(value):
+                    sub = flatten(item, f"{name}[{i}].")
+                    out.update(sub or {f"{name}[{i}]": "{}"})
+            else:
+                out[name] = list(value) if not is_msg else str(value)
+        elif is_msg:
+            sub = flatten(value, f"{name}.")
+            out.update(sub or {name: "{}"})
+        else:
+            out[name] = fd.enum_type.values_by_number[value].name if fd.enum_type else value
+    return out
+
+
+def merge_replacing_lists(base, override) -> None:
+    """Merge ``override`` into ``base``; a repeated field set in override replaces base's list.
+
+    (protobuf's MergeFrom appends repeated fields: a user who lists two
+    data_augmentation_options would silently get the zoo's ones as well.)
+    """
+    for fd, value in override.ListFields():
+        if fd.is_repeated:
+            target = getattr(base, fd.name)
+            del target[:]
+            if fd.type == fd.TYPE_MESSAGE:
+                for item in value:
+                    target.add().CopyFrom(item)
+            else:
+                target.extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            sub = getattr(base, fd.name)
+            sub.SetInParent()  # also clears the other members of a oneof
+            merge_replacing_lists(sub, value)
+        else:
+            setattr(base, fd.name, value)
+
+
+def _parse_text(text: str, message, source: str) -> None:
+    from google.protobuf import text_format
+
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as exc:
+        msg = re.sub(r"^(\d+):(\d+) : ", r"\1:\2: ", str(exc))
+        hint = "see the TrainEvalPipelineConfig fields in object_detection/protos/pipeline.proto"
+        m = re.search(r'Message type "([\w.]+)" has no field named "(\w+)"', msg)
+        if m:
+            from google.protobuf import descriptor_pool
+
+            desc = descriptor_pool.Default().FindMessageTypeByName(m.group(1))
+            hint = did_you_mean(m.group(2), [f.name for f in desc.fields]) or \
+                f"{m.group(1).rsplit('.', 1)[-1]} has: {', '.join(f.name for f in desc.fields)}"
+        raise UserError(f"{source}:{msg}", hint) from None
+
+
+def model_oneof(pipeline) -> tuple[str, Any]:
+    arch = pipeline.model.WhichOneof("model")
+    if arch is None:
+        raise UserError("the pipeline config has no model", "start from a zoo model's pipeline.config")
+    return arch, getattr(pipeline.model, arch)
+
+
+# ----------------------------------------------------------------------------- the merge
+
+@dataclass
+class Change:
+    field: str
+    old: Any
+    new: Any
+    source: str
+
+
+@dataclass
+class Result:
+    pipeline: Any
+    changes: list[Change]
+    settings: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Tracker:
+    """Records which stage changed which field (old value -> new value)."""
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.snapshot = flatten(pipeline)
+        self.changes: dict[str, Change] = {}
+
+    def stage(self, source: str) -> None:
+        now = flatten(self.pipeline)
+        for key in sorted(set(now) | set(self.snapshot)):
+            old, new = self.snapshot.get(key), now.get(key)
+            if old != new:
+                first = self.changes.get(key)
+                self.changes[key] = Change(key, first.old if first else old, new, source)
+        self.snapshot = now
+
+
+def _learning_rate(train_config) -> tuple[str, Any] | None:
+    opt_name = train_config.optimizer.WhichOneof("optimizer")
+    if opt_name is None:
+        return None
+    lr = getattr(train_config.optimizer, opt_name).learning_rate
+    kind = lr.WhichOneof("learning_rate")
+    return (kind, getattr(lr, kind)) if kind else None
+
+
+def rescale_schedule(train_config, train_steps: int, warmup_steps: int | None) -> None:
+    """Fit the learning-rate schedule to ``train_steps``, keeping its shape."""
+    old_steps = train_config.num_steps
+    sched = _learning_rate(train_config)
+    if sched is None:
+        return
+    kind, lr = sched
+    if kind == "cosine_decay_learning_rate":
+        old_total = lr.total_steps or old_steps or train_steps
+        if warmup_steps is None:
+            warmup_steps = round(lr.warmup_steps * train_steps / old_total) if old_total else 0
+        lr.total_steps = train_steps
+        lr.warmup_steps = min(warmup_steps, max(train_steps - 1, 0))
+        if lr.hold_base_rate_steps:
+            lr.hold_base_rate_steps = min(round(lr.hold_base_rate_steps * train_steps / old_total),
+                                          train_steps - lr.warmup_steps)
+    elif kind == "manual_step_learning_rate":
+        ref = old_steps or (lr.schedule[-1].step * 2 if lr.schedule else train_steps)
+        last = 0
+        for item in lr.schedule:
+            step = max(round(item.step * train_steps / ref), last + 1)
+            item.step = step
+            last = step
+        while lr.schedule and lr.schedule[-1].step >= train_steps:
+            del lr.schedule[-1]
+    elif kind == "exponential_decay_learning_rate":
+        ref = old_steps or train_steps
+        lr.decay_steps = max(1, round(lr.decay_steps * train_steps / ref))
+        if lr.burnin_steps:
+            lr.burnin_steps = min(round(lr.burnin_steps * train_steps / ref), train_steps - 1)
+    train_config.num_steps = train_steps
+
+
+def set_learning_rate(train_config, rate: float) -> None:
+    """Set the schedule's base rate; the schedule's other rates keep their ratio to it."""
+    sched = _learning_rate(train_config)
+    if sched is None:
+        raise UserError("learning_rate: the config has no optimizer learning rate", "add an optimizer in the override")
+    kind, lr = sched
+    if kind == "cosine_decay_learning_rate":
+        scale = rate / lr.learning_rate_base if lr.learning_rate_base else 1.0
+        lr.learning_rate_base = rate
+        lr.warmup_learning_rate = min(lr.warmup_learning_rate * scale, rate)
+    elif kind == "manual_step_learning_rate":
+        scale = rate / lr.initial_learning_rate if lr.initial_learning_rate else 1.0
+        lr.initial_learning_rate = rate
+        for item in lr.schedule:
+            item.learning_rate *= scale
+    elif kind == "exponential_decay_learning_rate":
+        scale = rate / lr.initial_learning_rate if lr.initial_learning_rate else 1.0
+        lr.initial_learning_rate = rate
+        lr.burnin_learning_rate *= scale
+        lr.min_learning_rate *= scale
+    else:
+        lr.learning_rate = rate
+
+
+def _apply_resizer(arch_config, hparams: dict[str, Any]) -> None:
+    resizer = arch_config.image_resizer
+    kind = resizer.WhichOneof("image_resizer_oneof")
+    if "image_size" in hparams:
+        if kind != "fixed_shape_resizer":
+            raise UserError(f"image_size applies to a fixed_shape_resizer, this model has {kind}",
+                            "use min_dim / max_dim instead")
+        resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width = hparams["image_size"]
+    if "min_dim" in hparams or "max_dim" in hparams:
+        if kind != "keep_aspect_ratio_resizer":
+            raise UserError(f"min_dim/max_dim apply to a keep_aspect_ratio_resizer, this model has {kind}",
+                            "use image_size instead")
+        r = resizer.keep_aspect_ratio_resizer
+        r.min_dimension = hparams.get("min_dim", r.min_dimension)
+        r.max_dimension = hparams.get("max_dim", r.max_dimension)
+        if r.min_dimension > r.max_dimension:
+            raise UserError(f"min_dim {r.min_dimension} would exceed max_dim {r.max_dimension}",
+                            "set both min_dim and max_dim")
+
+
+def detect_gpus() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, records: Records,
+                   override_text: str | None = None, override_source: str = "override",
+                   hparams: dict[str, Any] | None = None, checkpoint: Path | None = None,
+                   num_gpus: int | None = None) -> Result:
+    """Merge the stages in their fixed order and validate the result (writes nothing)."""
+    import tfodkit.compat  # noqa: F401
+
+    from object_detection.protos import pipeline_pb2, train_pb2
+
+    hparams = dict(hparams or {})
+    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
+    _parse_text(base_text, pipeline, base_source)
+    tracker = _Tracker(pipeline)
+    warnings: list[str] = []
+
+    # 2. toolkit defaults
+    arch, arch_config = model_oneof(pipeline)
+    train = pipeline.train_config
+    train.fine_tune_checkpoint_type = model.fine_tune_checkpoint_type
+    if not train.HasField("fine_tune_checkpoint_version"):  # the proto's default is V1 (TF1 checkpoints)
+        train.fine_tune_checkpoint_version = train_pb2.CheckpointVersion.Value("V2")
+    train.use_bfloat16 = False  # TPU only; fails on CPU/GPU
+    tracker.stage("defaults")
+
+    # 3. override
+    if override_text is not None:
+        override = pipeline_pb2.TrainEvalPipelineConfig()
+        _parse_text(override_text, override, override_source)
+        merge_replacing_lists(pipeline, override)
+        tracker.stage("override")
+    arch, arch_config = model_oneof(pipeline)
+    if arch != model.meta_arch:
+        raise UserError(f"the config's model is {arch} but {model.name} is {model.meta_arch}",
+                        "do not switch the meta-architecture in the override: pick another zoo model")
+
+    # 4. hparams
+    labels = records.labels
+    num_classes = hparams.get("num_classes", len(labels))
+    if num_classes != len(labels):
+        raise UserError(f"num_classes is {num_classes} but the label map {records.label_map} has {len(labels)} "
+                        f"classes", "drop num_classes from the hparams (it defaults to the label map) or fix it")
+    arch_config.num_classes = num_classes
+    if "batch_size" in hparams:
+        train.batch_size = hparams["batch_size"]
+    if "train_steps" in hparams or "warmup_steps" in hparams:
+        if "warmup_steps" in hparams:
+            kind = (_learning_rate(train) or ("none",))[0]
+            if kind != "cosine_decay_learning_rate":
+                raise UserError(f"warmup_steps applies to a cosine_decay_learning_rate, this config has {kind}",
+                                "set the warm-up in the override instead")
+        steps = hparams.get("train_steps", train.num_steps or (_learning_rate(train)[1].total_steps))
+        if "warmup_steps" in hparams and hparams["warmup_steps"] >= steps:
+            raise UserError(f"warmup_steps {hparams['warmup_steps']} must be below train_steps {steps}",
+                            "use fewer warm-up steps")
+        rescale_schedule(train, steps, hparams.get("warmup_steps"))
+    if "learning_rate" in hparams:
+        set_learning_rate(train, hparams["learning_rate"])
+    if "num_examples" in hparams:
+        pipeline.eval_config.num_examples = hparams["num_examples"]
+    if "fine_tune_checkpoint_type" in hparams:
+        train.fine_tune_checkpoint_type = hparams["fine_tune_checkpoint_type"]
+    _apply_resizer(arch_config, hparams)
+    tracker.stage("hparams")
+
+    # 5. paths the toolkit owns
+    for reader, files in [(pipeline.train_input_reader, records.train)] + \
+            [(r, records.test) for r in (pipeline.eval_input_reader or [pipeline.eval_input_reader.add()])]:
+        reader.label_map_path = str(records.label_map)
+        del reader.tf_record_input_reader.input_path[:]
+        reader.tf_record_input_reader.input_path.extend(str(p) for p in files)
+    if checkpoint is None:
+        train.ClearField("fine_tune_checkpoint")
+    else:
+        train.fine_tune_checkpoint = str(checkpoint)
+    tracker.stage("paths")
+
+    # validation of the result
+    if train.num_steps <= 0:
+        raise UserError("train_config.num_steps is not set", 'set "train_steps" in the hparams')
+    if train.batch_size <= 0:
+        raise UserError("train_config.batch_size is not set", 'set "batch_size" in the hparams')
+    replicas = num_gpus if num_gpus is not None else detect_gpus()
+    if replicas > 1 and train.batch_size % replicas:
+        suggestion = (train.batch_size // replicas + 1) * replicas
+        raise UserError(f"batch_size {train.batch_size} is not divisible by the {replicas} GPUs; TFOD would fail "
+                        f"at step 0 with: The `global_batch_size` {train.batch_size} is not divisible by "
+                        f"`num_replicas_in_sync` {replicas}",
+                        f"set batch_size to a multiple of {replicas}, e.g. {suggestion}, or pass --num_gpus")
+    sched = _learning_rate(train)
+    if sched and sched[0] == "cosine_decay_learning_rate" and sched[1].warmup_steps > sched[1].total_steps:
+        raise UserError(f"cosine warm-up {sched[1].warmup_steps} exceeds total_steps {sched[1].total_steps}",
+                        "lower warmup_steps")
+    if checkpoint is not None and train.fine_tune_checkpoint_type not in FINE_TUNE_TYPES:
+        raise UserError(f"fine_tune_checkpoint_type {train.fine_tune_checkpoint_type!r} is not one of "
+                        f"{', '.join(FINE_TUNE_TYPES)}", f"use {model.fine_tune_checkpoint_type!r} for {model.name}")
+    wants_keypoints = model.keypoints or (arch == "center_net" and len(arch_config.keypoint_estimation_task) > 0)
+    if wants_keypoints and not records_have_keypoints(records.train):
+        raise UserError(f"{model.name} predicts keypoints but {records.train[0].name} has no keypoint data "
+                        "(image/object/keypoint/x)", "pick the model without Keypoints or add keypoints to the "
+                        "records")
+    if checkpoint is None:
+        decays = [v for k, v in flatten(arch_config).items() if k.endswith("batch_norm.decay")]
+        if decays and max(decays) > 0.99 and train.num_steps < 20000:
+            warnings.append(f"training from scratch for {train.num_steps} steps with batch-norm decay "
+                            f"{max(decays):g}: the moving statistics will barely move and evaluation can collapse; "
+                            "set decay 0.9 in the override for short runs")
+    return Result(pipeline, sorted(tracker.changes.values(), key=lambda c: c.field), {}, warnings)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _short(value: Any, width: int = 48) -> str:
+    if isinstance(value, float):
+        value = f"{value:.6g}"  # float32 fields: 0.08, not 0.07999999821186066
+    text = "-" if value is None else str(value)
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def format_changes(changes: Sequence[Change]) -> str:
+    if not changes:
+        return "no field changed"
+    wf = max(len("field"), *(len(c.field) for c in changes))
+    rows = [f"{'field':<{wf}}  {'old':<30}  {'new':<48}  source", "-" * (wf + 96)]
+    rows += [f"{c.field:<{wf}}  {_short(c.old, 30):<30}  {_short(c.new):<48}  {c.source}" for c in changes]
+    return "\n".join(rows)
+
+
+def resolve_base(model: zoo.ZooModel, pretrained_dir: Path | None, cache_dir: Path | None,
+                 from_scratch: bool) -> tuple[Path, Path | None]:
+    """(pipeline.config to start from, checkpoint prefix or None)."""
+    if pretrained_dir is not None:
+        config = pretrained_dir / "pipeline.config"
+        if not config.is_file():
+            raise UserError(f"{pretrained_dir} has no pipeline.config", "give an extracted zoo model directory")
+        ckpt = pretrained_dir / "checkpoint" / "ckpt-0"
+        has_ckpt = Path(f"{ckpt}.index").is_file()
+        return config, (ckpt if has_ckpt and not from_scratch else None)
+    if from_scratch and model.base_config:
+        return BASE_CONFIGS / model.base_config, None
+    model_dir = zoo.fetch(model, cache_dir)
+    return model_dir / "pipeline.config", (None if from_scratch else model_dir / "checkpoint" / "ckpt-0")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="readconfig.py", description="Merge a zoo model's pipeline.config with your override and "
+        "hyper-parameters into <output_dir>/pipeline.config.",
+        epilog="hparams keys: " + "; ".join(f"{k} ({v.help})" for k, v in HPARAMS.items()))
+    parser.add_argument("--pretrained_model", help='zoo model display name, e.g. "SSD MobileNet V2 FPNLite 320x320"')
+    parser.add_argument("--records_dir", type=Path, help="folder with training.record, testing.record, classes.pbtxt")
+    parser.add_argument("--output_dir", type=Path, help="training directory; pipeline.config is written there")
+    parser.add_argument("--config_override", type=Path, help="partial pipeline.config in protobuf text format")
+    parser.add_argument("--hparams", type=Path, help="JSON of hyper-parameters (keys below)")
+    parser.add_argument("--pretrained_dir", type=Path, help="an extracted zoo model directory (no download)")
+    parser.add_argument("--cache_dir", type=Path, help="zoo download cache (default: $TFOD_CACHE_DIR or "
+                        "~/.cache/tfodkit/zoo)")
+    parser.add_argument("--num_gpus", type=int, help="replicas to check batch_size against (default: visible GPUs)")
+    parser.add_argument("--from_scratch", action="store_true", help="no fine_tune_checkpoint: random weights")
+    parser.add_argument("--list_models", action="store_true", help="print every zoo model and exit")
+    args = parser.parse_args(argv)
+    if not args.list_models:
+        missing = [f"--{n}" for n in ("pretrained_model", "records_dir", "output_dir") if getattr(args, n) is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)}")
+    if args.num_gpus is not None and args.num_gpus < 0:
+        parser.error("--num_gpus must be 0 or more")
+    return args
+
+
+def run(args: argparse.Namespace) -> Result:
+    """Everything but printing: validate, merge, write pipeline.config and toolkit.json."""
+    model = zoo.resolve(args.pretrained_model)
+    hparams = load_hparams(args.hparams)
+    override_text = None
+    if args.config_override is not None:
+        if not args.config_override.is_file():
+            raise UserError(f"config override {args.config_override} not found", "check the --config_override path")
+        override_text = args.config_override.read_text()
+    records = find_records(args.records_dir)
+    base_config, checkpoint = resolve_base(model, args.pretrained_dir, args.cache_dir, args.from_scratch)
+    result = build_pipeline(model, base_config.read_text(), str(base_config), records, override_text,
+                            str(args.config_override), hparams, checkpoint, args.num_gpus)
+    result.settings = {
+        "model": model.name,
+        "meta_arch": model.meta_arch,
+        "base_config": str(base_config),
+        "fine_tune_checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_every_n": hparams.get("checkpoint_every_n", 1000),
+        "num_gpus": args.num_gpus,
+        "config_override": str(args.config_override) if args.config_override else None,
+        "hparams": hparams,
+        "labels": {str(k): v for k, v in records.labels.items()},
+    }
+    from google.protobuf import text_format
+
+    out = args.output_dir
+    text = text_format.MessageToString(result.pipeline)
+    _atomic_write(out / "pipeline.config", text)
+    _atomic_write(out / "toolkit.json", json.dumps(
+        {**result.settings, "changes": [c.__dict__ for c in result.changes], "warnings": result.warnings},
+        indent=2, default=str) + "\n")
+    return result
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list_models:
+        zoo.print_models()
+        return 0
+    result = run(args)
+    print(f"readconfig: {result.settings['model']} ({result.settings['meta_arch']}), "
+          f"precedence: pretrained < defaults < override < hparams < paths")
+    print(format_changes(result.changes))
+    for w in result.warnings:
+        print(f"warning: {w}")
+    print(f"readconfig: wrote {args.output_dir / 'pipeline.config'}")
+    return 0
