@@ -18,7 +18,7 @@ install: ## create .venv from the pinned lock files (idempotent)
 doctor: install ## print versions, GPUs, CUDA; build one model per meta-architecture
 	$(PY) -m tfodkit doctor
 
-lint: install ## ruff, shellcheck, hadolint, terraform fmt -check
+lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 	@VENV=$(VENV) scripts/lint.sh
 
 test: install ## run the whole test suite
@@ -26,3 +26,23 @@ test: install ## run the whole test suite
 
 lock: ## re-resolve requirements/*.in into the lock files (needs the package registry)
 	$(PY) scripts/lock.py
+
+# AWS: the ECS GPU training cluster in terraform/ (see terraform/README.md).
+# TFVARS is the variables file; TF_ARGS go to terraform (e.g. -auto-approve).
+TFVARS ?= terraform/config.tfvars
+.PHONY: setup plan apply destroy runtask-config
+
+setup: ## terraform init in terraform/ (downloads the AWS provider)
+	@scripts/terraform.sh setup $(TF_ARGS)
+
+plan: ## show what apply would change (TFVARS=terraform/config.tfvars)
+	@TFVARS=$(TFVARS) scripts/terraform.sh plan $(TF_ARGS)
+
+apply: ## create or update the GPU cluster on AWS (TFVARS=...)
+	@TFVARS=$(TFVARS) scripts/terraform.sh apply $(TF_ARGS)
+
+destroy: ## delete the GPU cluster and everything terraform created (TFVARS=...)
+	@TFVARS=$(TFVARS) scripts/terraform.sh destroy $(TF_ARGS)
+
+runtask-config: ## write terraform's outputs to configs.json for runtask.sh
+	@scripts/terraform.sh runtask-config $(TF_ARGS)
