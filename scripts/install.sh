@@ -18,11 +18,14 @@ main() {
   "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
     || die "$python is Python $("$python" -c 'import platform; print(platform.python_version())'), the lock is for 3.11 (set PYTHON=/path/to/python3.11)"
 
+  # checkov (dev only) gets a venv of its own inside the main one, so that its
+  # many dependencies never move the pins of lock.txt and lock-dev.txt.
+  local checkov_venv="$venv/checkov"
   local locks=("$root/requirements/lock.txt" "$root/requirements/nodeps.txt")
-  ((dev)) && locks+=("$root/requirements/lock-dev.txt")
+  ((dev)) && locks+=("$root/requirements/lock-dev.txt" "$root/requirements/checkov.txt")
   want=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
   stamp="$venv/.tfodkit-installed"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && { ((!dev)) || [[ -x "$checkov_venv/bin/checkov" ]]; }; then
     echo "install: $venv is up to date"
     return 0
   fi
@@ -34,6 +37,10 @@ main() {
   "${pip[@]}" install --progress-bar off -r "$root/requirements/lock.txt"
   if ((dev)); then
     "${pip[@]}" install --progress-bar off -r "$root/requirements/lock-dev.txt" -c "$root/requirements/lock.txt"
+    echo "install: checkov, in its own venv ($checkov_venv)"
+    [[ -x "$checkov_venv/bin/python" ]] || "$python" -m venv "$checkov_venv"
+    "$checkov_venv/bin/python" -m pip --disable-pip-version-check install --quiet --upgrade 'pip==25.3'
+    "$checkov_venv/bin/python" -m pip --disable-pip-version-check install --progress-bar off -r "$root/requirements/checkov.txt"
   fi
   "${pip[@]}" install --progress-bar off --no-deps --require-hashes -r "$root/requirements/nodeps.txt"
   if "${pip[@]}" show --quiet opencv-python >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 """Resolve requirements/*.in into exact-version lock files with pip itself.
 
-    python scripts/lock.py          # rewrite requirements/lock.txt and lock-dev.txt
+    python scripts/lock.py          # rewrite requirements/lock.txt, lock-dev.txt and checkov.txt
 
 lock.txt is resolved from runtime.in alone; lock-dev.txt from dev.in with
 lock.txt as constraints, minus what lock.txt already pins, so the runtime set
@@ -46,6 +46,8 @@ def main() -> int:
     dev = resolve(REQ / "dev.in", constraints=REQ / "lock.txt")
     write(REQ / "lock-dev.txt", "dev.in (constrained by lock.txt)",
           {n: v for n, v in dev.items() if n not in runtime})
+    # checkov gets its own venv (scripts/install.sh), so it is resolved alone.
+    write(REQ / "checkov.txt", "checkov.in (installed into its own venv)", resolve(REQ / "checkov.in"))
     return 0
 
 
