@@ -184,3 +184,68 @@ def test_unknown_shim_name_is_rejected():
     out = run_python("import tfodkit.compat", env={"TFODKIT_COMPAT_DISABLE": "nonsense"})
     assert out.returncode != 0
     assert "unknown shims ['nonsense']" in out.stderr
+
+
+def test_category_stats_equal_cocoeval_restricted_to_each_category():
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO()
+    images = [{"id": i, "width": 100, "height": 100} for i in range(1, 5)]
+    anns, dets, n = [], [], 0
+    for img in images:
+        for cat, (x, y) in ((1, (10, 10)), (2, (50, 40))):
+            n += 1
+            anns.append({"id": n, "image_id": img["id"], "category_id": cat, "bbox": [x, y, 30, 30], "area": 900,
+                         "iscrowd": 0})
+            shift = img["id"] * cat  # detections of varying quality
+            dets.append({"image_id": img["id"], "category_id": cat, "bbox": [x + shift, y, 30, 30],
+                         "score": 0.9 - 0.1 * img["id"]})
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(dets)
+        full = COCOeval(gt, dt, "bbox")
+        full.evaluate()
+        full.accumulate()
+        stats = tfodkit.compat.category_stats(full)
+        for k, cat in enumerate((1, 2)):
+            one = COCOeval(gt, dt, "bbox")
+            one.params.catIds = [cat]
+            one.evaluate()
+            one.accumulate()
+            one.summarize()
+            np.testing.assert_allclose(stats[:, k], one.stats, atol=1e-9)
+    assert stats.shape == (12, 2) and stats[0, 0] != stats[0, 1]
+
+
+PER_CATEGORY = """
+import tfodkit.compat
+import numpy as np
+from object_detection.core import standard_fields as f
+from object_detection.metrics import coco_evaluation
+e = coco_evaluation.CocoDetectionEvaluator([{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+                                           include_metrics_per_category=True)
+e.add_single_ground_truth_image_info("img", {f.InputDataFields.groundtruth_boxes: np.array([[10., 10., 50., 50.]]),
+                                             f.InputDataFields.groundtruth_classes: np.array([1])})
+e.add_single_detected_image_info("img", {f.DetectionResultFields.detection_boxes: np.array([[10., 10., 50., 50.]]),
+                                         f.DetectionResultFields.detection_scores: np.array([0.9]),
+                                         f.DetectionResultFields.detection_classes: np.array([1])})
+m = e.evaluate()
+print(round(m["DetectionBoxes_PerformanceByCategory/mAP/cat"], 3))
+"""
+
+
+def test_tfod_per_category_metrics_work():
+    out = run_python(PER_CATEGORY)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1.0"
+
+
+def test_tfod_per_category_metrics_need_the_category_stats_shim():
+    out = run_python(PER_CATEGORY, env={"TFODKIT_COMPAT_DISABLE": "coco_category_stats"})
+    assert out.returncode != 0
+    assert "Category stats do not exist" in out.stderr

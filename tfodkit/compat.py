@@ -18,12 +18,16 @@ test in ``tests/test_compat.py`` that fails without it:
    we provide that function (in TensorFlow ops) when the package is missing.
 10. Pillow 10 removed ``FreeTypeFont.getsize``, which TFOD's
    ``visualization_utils`` calls when drawing evaluation images.
+12. (found here) TFOD's per-class COCO metrics (``include_metrics_per_category``)
+   read ``COCOeval.category_stats``, which only Google's fork of pycocotools
+   computed: with PyPI's pycocotools evaluation fails with "Category stats do
+   not exist". We compute them from COCOeval's precision/recall arrays.
 
 Log noise: TensorFlow's C++ logs, absl INFO lines and Python warnings from
 TensorFlow/TFOD are turned down unless ``TFOD_VERBOSE=1``.
 
 ``TFODKIT_COMPAT_DISABLE=name,...`` leaves out shims by name (control_flow_ops,
-estimator, legacy_keras, tensorflow_io, pillow_getsize): the tests use it to
+estimator, legacy_keras, tensorflow_io, pillow_getsize, coco_category_stats): the tests use it to
 show that each shim is needed, and it helps to diagnose a new TensorFlow.
 """
 
@@ -36,7 +40,7 @@ import types
 import warnings
 
 VERBOSE = os.environ.get("TFOD_VERBOSE", "0") not in ("", "0", "false", "False")
-SHIMS = ("control_flow_ops", "estimator", "legacy_keras", "tensorflow_io", "pillow_getsize")
+SHIMS = ("control_flow_ops", "estimator", "legacy_keras", "tensorflow_io", "pillow_getsize", "coco_category_stats")
 DISABLED = {s.strip() for s in os.environ.get("TFODKIT_COMPAT_DISABLE", "").split(",") if s.strip()}
 if DISABLED - set(SHIMS):
     raise ImportError(f"TFODKIT_COMPAT_DISABLE names unknown shims {sorted(DISABLED - set(SHIMS))} "
@@ -146,7 +150,64 @@ def _shim_pillow_getsize() -> None:
             cls.getsize = _getsize
 
 
+def category_stats(coco_eval):
+    """Per-category COCO summary stats: array [12, num_categories], -1 where undefined.
+
+    The 12 rows are the 12 numbers ``COCOeval.summarize`` prints, in its order,
+    restricted to one category each.
+    """
+    import numpy as np
+
+    params, ev = coco_eval.params, coco_eval.eval
+    precision, recall = ev["precision"], ev["recall"]  # [T,R,K,A,M], [T,K,A,M]
+    area = {name: i for i, name in enumerate(params.areaRngLbl)}
+    max_dets = list(params.maxDets)
+
+    def mean(values):
+        values = values[values > -1]
+        return float(np.mean(values)) if values.size else -1.0
+
+    def iou(thr):
+        return np.where(np.isclose(params.iouThrs, thr))[0]
+
+    rows = []
+    for k in range(precision.shape[2]):
+        m = len(max_dets) - 1
+        rows.append([
+            mean(precision[:, :, k, area["all"], m]),
+            mean(precision[iou(0.5), :, k, area["all"], m]),
+            mean(precision[iou(0.75), :, k, area["all"], m]),
+            mean(precision[:, :, k, area["small"], m]),
+            mean(precision[:, :, k, area["medium"], m]),
+            mean(precision[:, :, k, area["large"], m]),
+            *[mean(recall[:, k, area["all"], i]) for i in range(len(max_dets))],
+            mean(recall[:, k, area["small"], m]),
+            mean(recall[:, k, area["medium"], m]),
+            mean(recall[:, k, area["large"], m]),
+        ])
+    return np.array(rows).T if rows else np.zeros((12, 0))
+
+
+def _shim_coco_category_stats() -> None:
+    """Fact 12: give TFOD's COCOEvalWrapper the ``category_stats`` it expects."""
+    from object_detection.metrics import coco_tools
+
+    wrapper = coco_tools.COCOEvalWrapper
+    if getattr(wrapper, "_tfodkit_category_stats", False):
+        return
+    original = wrapper.summarize
+
+    def summarize(self):
+        original(self)
+        if not hasattr(self, "category_stats") and self._iou_type in ("bbox", "segm"):
+            self.category_stats = category_stats(self)
+
+    wrapper.summarize = summarize
+    wrapper._tfodkit_category_stats = True
+
+
 for _name, _shim in (("control_flow_ops", _shim_control_flow_ops), ("estimator", _shim_estimator),
-                     ("tensorflow_io", _shim_tensorflow_io), ("pillow_getsize", _shim_pillow_getsize)):
+                     ("tensorflow_io", _shim_tensorflow_io), ("pillow_getsize", _shim_pillow_getsize),
+                     ("coco_category_stats", _shim_coco_category_stats)):
     if _name not in DISABLED:
         _shim()
