@@ -7,6 +7,7 @@ import sys
 
 COMMANDS = {
     "doctor": ("tfodkit.doctor", "check the installation and build one model per meta-architecture"),
+    "dataset": ("tfodkit.dataset", "convert annotations (VOC, COCO, CSV, LISA) to TFRecords; check records"),
 }
 
 

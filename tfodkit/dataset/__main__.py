@@ -1,0 +1,5 @@
+"""``python -m tfodkit.dataset``."""
+
+from tfodkit.dataset.cli import main
+
+raise SystemExit(main())
