@@ -1,0 +1,260 @@
+"""Dataset preparation on the real raccoon dataset: VOC and CSV agree, check passes, faults are reported exactly.
+
+Small synthetic COCO, LISA and EXIF fixtures are in tests/test_dataset_formats.py.
+"""
+
+from __future__ import annotations
+
+import tfodkit.compat  # noqa: F401
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from tfodkit.dataset import check, cli, convert, labelmap
+
+TFOD_KEYS = {
+    "image/encoded", "image/format", "image/height", "image/width", "image/filename", "image/source_id",
+    "image/key/sha256", "image/object/bbox/xmin", "image/object/bbox/ymin", "image/object/bbox/xmax",
+    "image/object/bbox/ymax", "image/object/class/text", "image/object/class/label", "image/object/difficult",
+    "image/object/truncated",
+}
+RACCOON_DUPLICATES = {"raccoon-116.jpg", "raccoon-74.jpg", "raccoon-83.jpg", "raccoon-98.jpg"}
+
+
+def records_of(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix == ".record")
+
+
+def decode_all(paths, label_map: Path | None = None) -> dict[str, dict]:
+    """filename -> what TFOD's decoder gives (image, boxes, classes), plus the raw tf.train.Example."""
+    from object_detection.core import standard_fields as fields
+    from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder
+
+    decoder = TfExampleDecoder(label_map_proto_file=str(label_map) if label_map else None)
+    out = {}
+    for path in paths:
+        for serialized in tf.data.TFRecordDataset(str(path)):
+            d = decoder.decode(serialized)
+            example = tf.train.Example.FromString(serialized.numpy())
+            name = d[fields.InputDataFields.filename].numpy().decode()
+            assert name not in out, f"{name} written twice"
+            out[name] = {
+                "image": d[fields.InputDataFields.image].numpy(),
+                "boxes": d[fields.InputDataFields.groundtruth_boxes].numpy(),
+                "classes": d[fields.InputDataFields.groundtruth_classes].numpy().tolist(),
+                "difficult": d[fields.InputDataFields.groundtruth_difficult].numpy().tolist(),
+                "example": example,
+                "split": path.name.split(".")[0].split("-")[0],
+            }
+    return out
+
+
+@pytest.fixture(scope="module")
+def converted(raccoon, tmp_path_factory):
+    """The raccoon dataset converted from its VOC folder and from its CSV (in-process, 2 workers)."""
+    base = tmp_path_factory.mktemp("raccoon")
+    out = {}
+    for fmt, source in (("voc", raccoon / "annotations"), ("csv", raccoon / "data" / "raccoon_labels.csv")):
+        data = convert.run(fmt, raccoon / "images", source, base / fmt, workers=2, progress=False,
+                           out=io.StringIO())
+        out[fmt] = (base / fmt, data)
+    return out
+
+
+def test_voc_and_csv_give_200_images_217_boxes(converted):
+    for fmt, (folder, data) in converted.items():
+        totals = data["totals"]
+        assert totals["input"] == {"images": 200, "boxes": 217}, fmt
+        assert totals["written"] == {"images": 200, "boxes": 217}, fmt
+        assert totals["dropped"] == {"images": {}, "boxes": {}} and totals["adds_up"], fmt
+        assert data["splits"]["training"]["images"] == 160 and data["splits"]["testing"]["images"] == 40
+        assert sorted(p.name for p in folder.iterdir()) == ["classes.pbtxt", "dataset.json", "testing.record",
+                                                            "training.record"]
+        assert (folder / "classes.pbtxt").read_text() == "item {\n  id: 1\n  name: 'raccoon'\n}\n\n"
+        assert json.loads((folder / "dataset.json").read_text()) == data
+        # The dataset holds 4 pairs of byte-identical pictures, annotated independently: kept, reported.
+        assert data["problems"]["counts"] == {"duplicate_image": 4}
+        assert {p["file"] for p in data["problems"]["items"]} == RACCOON_DUPLICATES
+
+
+@pytest.fixture(scope="module")
+def decoded(converted):
+    return {fmt: decode_all(records_of(folder)) for fmt, (folder, _) in converted.items()}
+
+
+def test_voc_and_csv_give_the_same_examples(decoded, raccoon):
+    voc, csv = decoded["voc"], decoded["csv"]
+    assert len(voc) == len(csv) == 200
+    assert set(voc) == set(csv) == {p.name for p in (raccoon / "images").iterdir()}
+    for name, a in voc.items():
+        b = csv[name]
+        assert a["split"] == b["split"], name  # same split too: it depends on names and classes only
+        np.testing.assert_array_equal(a["image"], b["image"])
+        np.testing.assert_allclose(a["boxes"], b["boxes"], rtol=0, atol=1e-7)
+        assert a["classes"] == b["classes"] == [1] * len(a["classes"]), name
+        assert a["difficult"] == b["difficult"], name
+        fa, fb = a["example"].features.feature, b["example"].features.feature
+        assert set(fa) == set(fb) == TFOD_KEYS, name
+        for key in TFOD_KEYS - {"image/object/truncated"}:  # the CSV has no truncated column
+            assert fa[key] == fb[key], (name, key)
+
+
+def test_examples_hold_the_files_bytes_and_stored_sizes(decoded, raccoon):
+    decoded = decoded["voc"]
+    for name in ("raccoon-1.jpg", "raccoon-150.jpg"):  # colour, greyscale
+        feature = decoded[name]["example"].features.feature
+        data = (raccoon / "images" / name).read_bytes()
+        assert feature["image/encoded"].bytes_list.value[0] == data  # not re-encoded
+        assert feature["image/format"].bytes_list.value[0] == b"jpeg"
+        with Image.open(raccoon / "images" / name) as im:
+            assert (feature["image/width"].int64_list.value[0], feature["image/height"].int64_list.value[0]) == im.size
+        assert decoded[name]["image"].shape[:2] == im.size[::-1]
+    box = decoded["raccoon-1.jpg"]["boxes"][0]  # VOC: 81, 88, 522, 408 in a 650x417 image; TFOD order y, x
+    np.testing.assert_allclose(box, [88 / 417, 81 / 650, 408 / 417, 522 / 650], rtol=1e-6)
+
+
+def test_check_passes_on_converted_records(converted, tmp_path, capsys):
+    for fmt, (folder, _) in converted.items():
+        samples = tmp_path / f"{fmt}.png"
+        assert cli.main(["check", str(folder), "--samples", str(samples), "--num_samples", "4"]) == 0
+        text = capsys.readouterr().out
+        assert "200 records, 217 boxes" in text and "check: ok" in text
+        assert "warning duplicate_image: 4" in text  # within one split: a warning, not an error
+        with Image.open(samples) as im:
+            assert im.format == "PNG" and im.width >= 4 * 256
+
+
+def test_check_passes_on_third_party_record(raccoon, tmp_path, capsys):
+    """data/test.record: written by the dataset author's TF1-era script (image/format 'jpg', no sha256)."""
+    samples = tmp_path / "samples.png"
+    code = cli.main(["check", str(raccoon / "data" / "test.record"), "--samples", str(samples),
+                     "--label_map", str(raccoon / "training" / "object-detection.pbtxt")])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "40 records, 44 boxes" in text and "problems: none" in text and "check: ok" in text
+    assert samples.is_file()
+
+
+# ---------------------------------------------------------------- injected faults
+
+@pytest.fixture
+def faulty(raccoon, tmp_path):
+    """10 raccoon images with VOC files, and four faults injected."""
+    images, annotations = tmp_path / "images", tmp_path / "annotations"
+    images.mkdir()
+    annotations.mkdir()
+    for i in range(1, 11):
+        shutil.copy(raccoon / "images" / f"raccoon-{i}.jpg", images)
+        shutil.copy(raccoon / "annotations" / f"raccoon-{i}.xml", annotations)
+    xml = annotations / "raccoon-1.xml"  # 650x417, box 81 88 522 408
+    xml.write_text(xml.read_text().replace("<xmax>522</xmax>", "<xmax>700</xmax>"))
+    (images / "raccoon-2.jpg").unlink()
+    data = (images / "raccoon-3.jpg").read_bytes()
+    (images / "raccoon-3.jpg").write_bytes(data[:len(data) // 2])  # cut short: opens in PIL, fails in TF
+    (images / "raccoon-4.jpg").write_bytes(b"this is not a JPEG")
+    return images, annotations
+
+
+def boxes_in(raccoon, numbers) -> int:
+    return sum((raccoon / "annotations" / f"raccoon-{i}.xml").read_text().count("<object>") for i in numbers)
+
+
+def test_faults_are_reported_exactly_and_counted(faulty, raccoon, tmp_path, capsys):
+    images, annotations = faulty
+    out = tmp_path / "records"
+    assert cli.main(["convert", "--format", "voc", "--images", str(images), "--annotations", str(annotations),
+                     "--output_dir", str(out), "--no_progress"]) == 0
+    text = capsys.readouterr().out
+    data = json.loads((out / "dataset.json").read_text())
+    assert data["problems"]["counts"] == {"missing_image": 1, "unreadable_image": 2, "box_outside_image": 1}
+    items = {(p["kind"], p["file"]): p for p in data["problems"]["items"]}
+    assert items[("box_outside_image", "raccoon-1.jpg")]["detail"] == (
+        "box 'raccoon' (81, 88, 700, 408) is past the edge of the 650x417 image; clipped to (81, 88, 650, 408)")
+    assert items[("box_outside_image", "raccoon-1.jpg")]["where"] == "raccoon-1.xml"
+    n2, n3, n4 = (boxes_in(raccoon, [i]) for i in (2, 3, 4))
+    assert items[("missing_image", "raccoon-2.jpg")]["detail"] == (
+        f"no such file: {images / 'raccoon-2.jpg'}; its {n2} box(es) dropped")
+    assert items[("unreadable_image", "raccoon-3.jpg")]["detail"] == (
+        f"{images / 'raccoon-3.jpg'}: truncated JPEG: the data ends inside a scan, before the end-of-image marker; "
+        f"its {n3} box(es) dropped")
+    assert items[("unreadable_image", "raccoon-4.jpg")]["detail"] == (
+        f"{images / 'raccoon-4.jpg'}: not an image (starts with b'this is '); its {n4} box(es) dropped")
+    for p in data["problems"]["items"]:  # on screen too
+        assert f"{p['file']} [{p['where']}]: {p['detail']}" in text
+    all_boxes = boxes_in(raccoon, range(1, 11))
+    assert data["totals"] == {
+        "input": {"images": 10, "boxes": all_boxes},
+        "written": {"images": 7, "boxes": all_boxes - n2 - n3 - n4},
+        "dropped": {"images": {"missing_image": 1, "unreadable_image": 2},
+                    "boxes": {"missing_image": n2, "unreadable_image": n3 + n4}},
+        "adds_up": True,
+    }
+    decoded = decode_all(records_of(out))
+    assert set(decoded) == {f"raccoon-{i}.jpg" for i in (1, 5, 6, 7, 8, 9, 10)}
+    np.testing.assert_allclose(decoded["raccoon-1.jpg"]["boxes"][0], [88 / 417, 81 / 650, 408 / 417, 1.0], rtol=1e-6)
+    assert cli.main(["check", str(out), "--num_samples", "0"]) == 0  # what was written is clean
+
+
+def test_strict_turns_problems_into_failure_and_writes_nothing(faulty, tmp_path, capsys):
+    images, annotations = faulty
+    out = tmp_path / "records"
+    code = cli.main(["convert", "--format", "voc", "--images", str(images), "--annotations", str(annotations),
+                     "--output_dir", str(out), "--strict", "--no_progress"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip() == ("error: 4 problem(s) found and --strict is set; nothing written (fix them, or "
+                                    "run without --strict to clip, drop and report them)")
+    assert "missing_image: 1" in captured.out and "unreadable_image: 2" in captured.out
+    assert not out.exists()
+    out.mkdir()  # an existing folder keeps what it had, and nothing else
+    (out / "notes.txt").write_text("mine")
+    assert cli.main(["convert", "--format", "voc", "--images", str(images), "--annotations", str(annotations),
+                     "--output_dir", str(out), "--strict", "--no_progress"]) == 1
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_label_map_with_id_0_is_refused_by_convert_and_check(raccoon, converted, tmp_path, capsys):
+    bad = tmp_path / "labels.pbtxt"
+    bad.write_text("item {\n  id: 0\n  name: 'raccoon'\n}\n")
+    out = tmp_path / "records"
+    code = cli.main(["convert", "--format", "csv", "--images", str(raccoon / "images"), "--annotations",
+                     str(raccoon / "data" / "raccoon_labels.csv"), "--output_dir", str(out), "--label_map", str(bad)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {bad}: class 'raccoon' has id 0; ids start at 1 (0 is the background) "
+        f"(fix the label map: unique names, unique ids from 1)")
+    assert not out.exists()
+    # check: the converted records against that label map: the map is wrong, and every box's label is unknown.
+    result = check.run(converted["csv"][0], label_map=bad, samples=tmp_path / "s.png", n_samples=0,
+                       out=io.StringIO())
+    assert result["problems"] == {"label_map": 1, "unknown_label": 217, "text_label_mismatch": 217,
+                                  "duplicate_image": 4}
+    assert result["issues"][0] == {"kind": "label_map", "where": str(bad),
+                                   "detail": f"{bad}: class 'raccoon' has id 0; ids start at 1 (0 is the background)"}
+    assert result["errors"] == 1 + 217 + 217
+    assert cli.main(["check", str(converted["csv"][0]), "--label_map", str(bad), "--num_samples", "0"]) == 1
+
+
+def test_given_label_map_sets_ids_and_unknown_classes_are_dropped(faulty, tmp_path):
+    images, annotations = faulty
+    xml = annotations / "raccoon-5.xml"
+    xml.write_text(xml.read_text().replace("<name>raccoon</name>", "<name>badger</name>", 1))
+    given = tmp_path / "labels.pbtxt"
+    given.write_text("item { id: 3 name: 'raccoon' }\nitem { id: 1 name: 'squirrel' }\n")
+    data = convert.run("voc", images, annotations, tmp_path / "out", label_map_path=given, workers=1,
+                       progress=False, out=io.StringIO())
+    assert data["classes"] == [{"id": 1, "name": "squirrel"}, {"id": 3, "name": "raccoon"}]
+    assert labelmap.load(tmp_path / "out" / "classes.pbtxt").items == ((1, "squirrel"), (3, "raccoon"))
+    unknown = [p for p in data["problems"]["items"] if p["kind"] == "unknown_class"]
+    assert unknown == [{"kind": "unknown_class", "file": "raccoon-5.jpg", "where": "raccoon-5.xml",
+                        "detail": f"class 'badger' is not in the label map {given}; box (3, 3, 260, 179) dropped"}]
+    assert data["totals"]["dropped"]["boxes"]["unknown_class"] == 1 and data["totals"]["adds_up"]
+    decoded = decode_all(records_of(tmp_path / "out"))
+    assert decoded["raccoon-5.jpg"]["classes"] == [] and decoded["raccoon-1.jpg"]["classes"] == [3]
