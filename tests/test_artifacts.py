@@ -1,0 +1,226 @@
+"""The artifacts sidecar (python -m tfodkit.artifacts sync) against moto's S3 on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.s3.models import S3Backend
+from moto.server import ThreadedMotoServer
+
+from tfodkit import artifacts
+
+ROOT = Path(__file__).resolve().parent.parent
+REGION = "eu-west-1"
+BUCKET = "tfod-artifacts"
+TASK_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    """The ECS task metadata endpoint v4: GET $ECS_CONTAINER_METADATA_URI_V4/task."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/v4/container-1/task":
+                self.send_error(404)
+                return
+            body = json.dumps({"Cluster": "tfod-cluster",
+                               "TaskARN": f"arn:aws:ecs:{REGION}:123456789012:task/tfod-cluster/{TASK_ID}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v4/container-1"
+    server.shutdown()
+
+
+@pytest.fixture
+def s3world(endpoint, metadata, tmp_path, monkeypatch):
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    puts: Counter[str] = Counter()  # PutObject calls per key, counted inside moto
+    original = S3Backend.put_object
+
+    def put_object(self, bucket_name, key_name, *args, **kwargs):
+        puts[key_name] += 1
+        return original(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", put_object)
+    training, export = tmp_path / "experiments" / "training", tmp_path / "experiments" / "exported_model"
+    training.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARTIFACTS_"))}
+    env.pop("RUN_ID", None)
+    env.update(PYTHONPATH=str(ROOT), AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
+               ECS_CONTAINER_METADATA_URI_V4=metadata, ARTIFACTS_TARGET=f"s3://{BUCKET}/runs",
+               ARTIFACTS_DIRS=f"{training}:{export}", ARTIFACTS_INTERVAL="0.2",
+               ARTIFACTS_MANIFEST=str(tmp_path / "manifest.json"), ARTIFACTS_RETRY_DELAY="0.05")
+    return {"s3": s3, "puts": puts, "training": training, "export": export, "env": env}
+
+
+class Sidecar:
+    def __init__(self, env: dict[str, str]):
+        self.proc = subprocess.Popen([sys.executable, "-m", "tfodkit.artifacts", "sync"], env=env, cwd=ROOT,
+                                     text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.err: list[str] = []
+        threading.Thread(target=lambda: [self.err.append(x.rstrip("\n")) for x in self.proc.stderr],
+                         daemon=True).start()
+
+    def until(self, what: str, predicate, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"waited for {what}; exit {self.proc.poll()}\n" + "\n".join(self.err))
+            time.sleep(0.05)
+
+    def rounds(self) -> int:
+        return sum(bool(re.match(r"artifacts: round \d+:", line)) for line in self.err)
+
+    def terminate(self, timeout: float = 20) -> int:
+        self.proc.send_signal(signal.SIGTERM)  # what ECS sends when the training container exits
+        code = self.proc.wait(timeout)
+        time.sleep(0.1)
+        return code
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def keys(s3) -> dict[str, bytes]:
+    out = {}
+    for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        out[obj["Key"]] = s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
+    return out
+
+
+def test_files_appear_under_the_run_id_and_only_changed_files_are_uploaded_again(s3world):
+    s3, puts, training = s3world["s3"], s3world["puts"], s3world["training"]
+    files = {"pipeline.config": b"model { ssd {} }", "ckpt-1.index": b"index", "checkpoint": b'path: "ckpt-1"',
+             "train/events.out.tfevents.1": b"events"}
+    for name, data in files.items():
+        (training / name).parent.mkdir(parents=True, exist_ok=True)
+        (training / name).write_bytes(data)
+    prefix = f"runs/{TASK_ID}/training/"
+    sidecar = Sidecar(s3world["env"])
+    try:
+        sidecar.until("the first upload", lambda: len(keys(s3)) == len(files))
+        assert keys(s3) == {prefix + name: data for name, data in files.items()}
+        start = sidecar.rounds()
+        sidecar.until("two more rounds", lambda: sidecar.rounds() >= start + 2)
+        assert all(puts[prefix + name] == 1 for name in files), puts  # unchanged: not sent again
+
+        (training / "pipeline.config").write_bytes(b"model { ssd { num_classes: 2 } }")
+        sidecar.until("the changed file", lambda: keys(s3)[prefix + "pipeline.config"].endswith(b"2 } }"))
+        start = sidecar.rounds()
+        sidecar.until("two more rounds", lambda: sidecar.rounds() >= start + 2)
+        assert puts[prefix + "pipeline.config"] == 2
+        assert all(puts[prefix + name] == 1 for name in files if name != "pipeline.config"), puts
+        assert sidecar.terminate() == 0
+    finally:
+        sidecar.stop()
+    assert any(line.startswith("artifacts: final sync: 0 uploaded") for line in sidecar.err), sidecar.err
+
+
+def test_sigterm_syncs_once_more_with_a_file_written_just_before(s3world):
+    s3, training, export = s3world["s3"], s3world["training"], s3world["export"]
+    (training / "ckpt-1.index").write_bytes(b"one")
+    sidecar = Sidecar({**s3world["env"], "ARTIFACTS_INTERVAL": "600"})  # no regular round after the first
+    try:
+        sidecar.until("the first round", lambda: sidecar.rounds() == 1)
+        (export / "saved_model" / "variables").mkdir(parents=True)
+        (export / "saved_model" / "saved_model.pb").write_bytes(b"graph")
+        (training / "ckpt-2.index").write_bytes(b"two")
+        assert sidecar.terminate() == 0
+    finally:
+        sidecar.stop()
+    assert keys(s3) == {f"runs/{TASK_ID}/training/ckpt-1.index": b"one",
+                        f"runs/{TASK_ID}/training/ckpt-2.index": b"two",
+                        f"runs/{TASK_ID}/exported_model/saved_model/saved_model.pb": b"graph"}
+    assert "artifacts: SIGTERM: final sync" in sidecar.err
+    assert any(line.startswith("artifacts: final sync: 2 uploaded") for line in sidecar.err), sidecar.err
+
+
+def test_upload_failures_are_retried_and_reported_never_fatal(s3world):
+    s3, training = s3world["s3"], s3world["training"]
+    (training / "ckpt-1.index").write_bytes(b"one")
+    env = {**s3world["env"], "ARTIFACTS_TARGET": "s3://tfod-late/runs", "ARTIFACTS_RETRIES": "1"}
+    sidecar = Sidecar(env)  # its bucket does not exist yet
+    try:
+        sidecar.until("a reported failure", lambda: any("upload failed" in line for line in sidecar.err))
+        sidecar.until("another round", lambda: sidecar.rounds() >= 2)
+        assert sidecar.proc.poll() is None  # still running
+        failed = next(line for line in sidecar.err if "upload failed" in line)
+        assert f"s3://tfod-late/runs/{TASK_ID}/training/ckpt-1.index" in failed and "NoSuchBucket" in failed
+        assert any("1 failed" in line for line in sidecar.err)
+
+        s3.create_bucket(Bucket="tfod-late", CreateBucketConfiguration={"LocationConstraint": REGION})
+        sidecar.until("the retried upload", lambda: s3.list_objects_v2(Bucket="tfod-late").get("KeyCount", 0) == 1)
+        assert sidecar.terminate() == 0
+    finally:
+        sidecar.stop()
+
+
+def test_manifest_survives_a_restart(s3world, monkeypatch, capsys):
+    s3, puts, training = s3world["s3"], s3world["puts"], s3world["training"]
+    for name, value in s3world["env"].items():
+        monkeypatch.setenv(name, value)
+    (training / "a.txt").write_text("a")
+    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0
+    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0
+    assert puts["runs/r1/training/a.txt"] == 1
+    assert "final sync: 0 uploaded (0 B), 1 unchanged" in capsys.readouterr().err
+    assert set(keys(s3)) == {"runs/r1/training/a.txt"}
+
+
+def test_run_id_from_the_metadata_endpoint_then_fallbacks(metadata, monkeypatch, capsys):
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata)
+    assert artifacts.run_id() == TASK_ID
+    assert artifacts.run_id("given") == "given"
+    monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata + "/nope")
+    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_id(timeout=1))
+    assert "no task id from the ECS metadata endpoint" in capsys.readouterr().err
+    monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4")
+    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_id())
+
+
+def test_missing_target_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.delenv("ARTIFACTS_TARGET", raising=False)
+    assert artifacts.main(["sync", "--once"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["error: no S3 target (set ARTIFACTS_TARGET=s3://<bucket>[/<prefix>] or pass --target)"]
+    assert artifacts.main(["sync", "--once", "--target", "bucket/x"]) == 2
+    assert "target must be s3://<bucket>[/<prefix>]" in capsys.readouterr().err

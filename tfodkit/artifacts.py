@@ -1,0 +1,255 @@
+"""The artifacts sidecar: copy the training and export directories to S3 while training runs.
+
+    python -m tfodkit.artifacts sync [--target s3://bucket[/prefix]] [--dir DIR ...] [--interval SEC]
+                                     [--run-id ID] [--manifest PATH] [--retries N] [--once]
+
+Every ``--interval`` seconds, and once more on SIGTERM (ECS sends it when the
+training container exits) or SIGINT, each directory is copied to
+``<target>/<run id>/<directory name>/``: with the defaults
+``s3://bucket/<task id>/training/...`` and ``s3://bucket/<task id>/exported_model/...``.
+Only files whose size or modification time changed since their last successful
+upload are sent; a local JSON manifest remembers them, so a restarted sidecar
+does not send everything again. ``checkpoint`` index files go after the
+checkpoint shards they name. A failed upload is retried (with back-off), then
+reported and tried again in the next round: it never stops the sidecar or the
+training. Exit status: 0 when the final sync uploaded everything, 1 otherwise.
+
+Run id: ``--run-id`` / ``RUN_ID`` when given; else the ECS task id, the last
+segment of ``TaskARN`` from ``$ECS_CONTAINER_METADATA_URI_V4/task``; else
+``<hostname>-<UTC timestamp>``.
+
+Every flag has an environment variable (flags win):
+``ARTIFACTS_TARGET`` (required), ``ARTIFACTS_DIRS`` (directories separated by
+``:``; default ``experiments/training:experiments/exported_model``),
+``ARTIFACTS_INTERVAL`` (seconds, default 60), ``RUN_ID``,
+``ARTIFACTS_MANIFEST`` (default ``$TMPDIR/tfodkit-artifacts-<run id>.json``),
+``ARTIFACTS_RETRIES`` (extra tries per file, default 3),
+``ARTIFACTS_RETRY_DELAY`` (first back-off in seconds, doubled each try; default 2).
+boto3 takes credentials and region from the task role and ``AWS_*`` variables
+(``AWS_ENDPOINT_URL`` included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tfodkit.errors import UserError, cli
+
+DEFAULT_DIRS = "experiments/training:experiments/exported_model"
+DEFAULT_INTERVAL = 60.0
+
+
+def log(message: str) -> None:
+    print(f"artifacts: {message}", file=sys.stderr, flush=True)
+
+
+def parse_target(uri: str) -> tuple[str, str]:
+    """s3://bucket[/prefix] -> (bucket, prefix without slashes)."""
+    if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
+        raise UserError(f"target must be s3://<bucket>[/<prefix>], got {uri!r}",
+                        "set ARTIFACTS_TARGET or --target, e.g. s3://my-artifacts-bucket")
+    bucket, _, prefix = uri[5:].partition("/")
+    return bucket, prefix.strip("/")
+
+
+def run_id(explicit: str | None = None, timeout: float = 2.0) -> str:
+    """The explicit id, else the ECS task id from the metadata endpoint, else <hostname>-<timestamp>."""
+    if explicit:
+        return explicit
+    base = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if base:
+        try:
+            with urllib.request.urlopen(f"{base.rstrip('/')}/task", timeout=timeout) as resp:
+                arn = json.load(resp)["TaskARN"]
+            return arn.rsplit("/", 1)[-1]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log(f"warning: no task id from the ECS metadata endpoint ({exc}); using hostname and time")
+    return f"{socket.gethostname()}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"  # noqa: UP017
+
+
+@dataclass
+class Round:
+    uploaded: int = 0
+    unchanged: int = 0
+    failed: list[str] = field(default_factory=list)
+    size: int = 0
+
+
+class Syncer:
+    """Uploads changed files of some directories under s3://bucket/prefix/run_id/<dir name>/."""
+
+    def __init__(self, client, bucket: str, prefix: str, dirs: Sequence[Path], manifest: Path,
+                 retries: int = 3, retry_delay: float = 2.0):
+        names = [d.name for d in dirs]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise UserError(f"two directories share the name {', '.join(dupes)}", "their S3 folders would collide")
+        self.client, self.bucket, self.prefix, self.dirs = client, bucket, prefix, list(dirs)
+        self.manifest_path, self.retries, self.retry_delay = manifest, retries, retry_delay
+        self.manifest = self._load()
+
+    def _load(self) -> dict[str, list[int]]:
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.manifest, indent=0, sort_keys=True))
+        tmp.replace(self.manifest_path)
+
+    def files(self) -> Iterator[tuple[Path, str]]:
+        """(local file, S3 key); TFOD's `checkpoint` index after the shards it points to."""
+        for d in self.dirs:
+            if not d.is_dir():
+                continue
+            found = [p for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
+            for p in sorted(found, key=lambda p: (p.name == "checkpoint", str(p))):
+                key = "/".join(x for x in (self.prefix, d.name, p.relative_to(d).as_posix()) if x)
+                yield p, key
+
+    def _upload(self, path: Path, key: str) -> str | None:
+        """None when uploaded, else the last error."""
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        delay = self.retry_delay
+        for attempt in range(self.retries + 1):
+            try:
+                self.client.upload_file(str(path), self.bucket, key)
+                return None
+            except (Boto3Error, BotoCoreError, ClientError, OSError) as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt < self.retries:
+                    time.sleep(delay)
+                    delay *= 2
+        return error
+
+    def sync(self) -> Round:
+        result = Round()
+        for path, key in self.files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # removed since the listing (TFOD prunes old checkpoints)
+            stamp = [st.st_size, st.st_mtime_ns]
+            if self.manifest.get(key) == stamp:
+                result.unchanged += 1
+                continue
+            error = self._upload(path, key)
+            if error:
+                result.failed.append(key)
+                log(f"upload failed: {path} -> s3://{self.bucket}/{key}: {error} (will retry next round)")
+                continue
+            self.manifest[key] = stamp  # the stat taken before the upload: a later change is sent again
+            result.uploaded += 1
+            result.size += st.st_size
+        try:
+            self._save()
+        except OSError as exc:
+            log(f"warning: cannot write the manifest {self.manifest_path}: {exc}")
+        return result
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a number", f"e.g. {name}={default:g}") from None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def run(args: argparse.Namespace) -> int:
+    target = args.target or os.environ.get("ARTIFACTS_TARGET")
+    if not target:
+        raise UserError("no S3 target", "set ARTIFACTS_TARGET=s3://<bucket>[/<prefix>] or pass --target")
+    bucket, prefix = parse_target(target)
+    dirs = args.dir or [d for d in (os.environ.get("ARTIFACTS_DIRS") or DEFAULT_DIRS).split(":") if d]
+    interval = args.interval if args.interval is not None else _env_float("ARTIFACTS_INTERVAL", DEFAULT_INTERVAL)
+    retries = args.retries if args.retries is not None else int(_env_float("ARTIFACTS_RETRIES", 3))
+    rid = run_id(args.run_id or os.environ.get("RUN_ID"))
+    manifest = Path(args.manifest or os.environ.get("ARTIFACTS_MANIFEST")
+                    or Path(tempfile.gettempdir()) / f"tfodkit-artifacts-{rid}.json")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log(f"{signal.Signals(signum).name}: final sync")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _loop(args, bucket, prefix, rid, dirs, interval, retries, manifest, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _loop(args: argparse.Namespace, bucket: str, prefix: str, rid: str, dirs: list[str], interval: float,
+          retries: int, manifest: Path, stop: threading.Event) -> int:
+    import boto3
+
+    client = boto3.client("s3")
+    syncer = Syncer(client, bucket, "/".join(x for x in (prefix, rid) if x), [Path(d) for d in dirs], manifest,
+                    retries=max(0, retries), retry_delay=_env_float("ARTIFACTS_RETRY_DELAY", 2.0))
+    dest = f"s3://{bucket}/{syncer.prefix}/"
+    log(f"run {rid}: {', '.join(dirs)} -> {dest} every {interval:g} s (manifest {manifest})")
+    n = 0
+    while True:
+        final = stop.is_set() or args.once
+        n += 1
+        r = syncer.sync()
+        failed = f", {len(r.failed)} failed" if r.failed else ""
+        log(f"{'final sync' if final else f'round {n}'}: {r.uploaded} uploaded ({_human(r.size)}), "
+            f"{r.unchanged} unchanged{failed} -> {dest}")
+        if final:
+            return 1 if r.failed else 0
+        stop.wait(max(0.0, interval))
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfodkit.artifacts",
+                                     description="Copy training artifacts to S3 (the ECS sidecar).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("sync", help="copy the directories to S3 every --interval seconds and once more on SIGTERM")
+    p.add_argument("--target", help="s3://bucket[/prefix] (env ARTIFACTS_TARGET)")
+    p.add_argument("--dir", action="append", help="a directory to copy; repeat (env ARTIFACTS_DIRS, ':'-separated; "
+                   f"default {DEFAULT_DIRS})")
+    p.add_argument("--interval", type=float, help=f"seconds between syncs (env ARTIFACTS_INTERVAL, default "
+                   f"{DEFAULT_INTERVAL:g})")
+    p.add_argument("--run-id", help="folder under the target (env RUN_ID; default the ECS task id)")
+    p.add_argument("--manifest", help="local JSON of what was uploaded (env ARTIFACTS_MANIFEST)")
+    p.add_argument("--retries", type=int, help="extra tries per file (env ARTIFACTS_RETRIES, default 3)")
+    p.add_argument("--once", action="store_true", help="sync once and exit")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
