@@ -46,3 +46,15 @@ destroy: ## delete the GPU cluster and everything terraform created (TFVARS=...)
 
 runtask-config: ## write terraform's outputs to configs.json for runtask.sh
 	@scripts/terraform.sh runtask-config $(TF_ARGS)
+
+# One training run on the cluster: runtask.sh launches it, forwards TensorBoard,
+# streams its log and exits with train.sh's exit code (README: Train on AWS).
+# The venv's aws CLI (v1) is used only when no other aws is on PATH.
+CONFIGS       ?= configs.json
+MODEL         ?= SSD MobileNet V2 FPNLite 320x320
+RUNTASK_FLAGS ?=
+.PHONY: runtask
+
+runtask: ## train on AWS: make runtask RECORDS=s3://.. CONFIG=s3://.. HPARAMS=s3://.. [MODEL="..."]
+	@PATH="$$PATH:$(CURDIR)/$(VENV)/bin" ./runtask.sh $(RUNTASK_FLAGS) \
+	  "$(CONFIGS)" "$(RECORDS)" "$(MODEL)" "$(CONFIG)" "$(HPARAMS)"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Launch one training run as an ECS task, forward TensorBoard, stream its log,
+# and exit with the training container's exit code. The decisions live in
+# tfodkit/runtask.py; this script only sequences them. See usage() / README.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+usage: ./runtask.sh [options] configs.json s3://<records> "<zoo model name>" s3://<training.config> s3://<hparams.json>
+       ./runtask.sh [options] --attach <task ARN or id> configs.json
+
+Runs train.sh as an ECS task with these inputs, prints the task ARN and console
+link, waits for RUNNING, forwards TensorBoard to localhost:6006 over SSM, streams
+the task's training log and exits with the training container's exit code.
+Ctrl-C stops watching and leaves the task running (it prints how to reattach).
+
+options:
+  --attach TASK          watch a task that is already running (or stopped) instead of launching one
+  --stop-on-interrupt    Ctrl-C also stops the task (env STOP_ON_INTERRUPT=1)
+  --no-tensorboard       do not forward TensorBoard (env TENSORBOARD=0)
+  -h, --help             show this help
+
+environment:
+  TFODKIT_PYTHON         Python for tfodkit (default .venv/bin/python, else python3)
+  TENSORBOARD_PORT       local port for TensorBoard (default 6006)
+  RUNTASK_POLL_SECONDS   seconds between status and log polls (default 5)
+  RUNTASK_DRAIN_SECONDS  grace for the last log lines after the task stops (default 5)
+  AWS_ENDPOINT_URL       talk to another AWS endpoint (as the aws CLI does)
+EOF
+}
+
+die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
+
+SSM_PID=""
+SSM_LOG=""
+cleanup() {
+  if [[ -n "$SSM_PID" ]]; then kill -- -"$SSM_PID" 2>/dev/null || kill "$SSM_PID" 2>/dev/null || true; fi
+  if [[ -n "$SSM_LOG" ]]; then rm -f "$SSM_LOG"; fi
+}
+
+# Forward local TENSORBOARD_PORT to port 6006 of the container instance, in the background.
+tensorboard() {  # configs.json, EC2 instance id
+  if ! command -v session-manager-plugin >/dev/null; then
+    echo "runtask: TensorBoard: session-manager-plugin is not installed; to forward it yourself run:" >&2
+    "${RT[@]}" tensorboard --print "$1" "$2" >&2
+    return 0
+  fi
+  SSM_LOG=$(mktemp "${TMPDIR:-/tmp}/runtask-ssm.XXXXXX")
+  set -m  # its own process group, so cleanup stops aws and the plugin it starts
+  "${RT[@]}" tensorboard "$1" "$2" </dev/null >"$SSM_LOG" 2>&1 &
+  SSM_PID=$!
+  set +m
+  echo "runtask: TensorBoard: http://localhost:${TENSORBOARD_PORT:-6006} (SSM port forwarding to $2, log $SSM_LOG)" >&2
+}
+
+main() {
+  local attach="" stop=${STOP_ON_INTERRUPT:-0} board=${TENSORBOARD:-1} root py task instance
+  while (($#)); do
+    case "$1" in
+      -h | --help) usage; exit 0 ;;
+      --attach)
+        (($# >= 2)) || die "--attach needs a task ARN or id (see ./runtask.sh --help)" 2
+        attach=$2
+        shift 2
+        ;;
+      --stop-on-interrupt) stop=1; shift ;;
+      --no-tensorboard) board=0; shift ;;
+      --) shift; break ;;
+      -*) die "unknown option $1 (see ./runtask.sh --help)" 2 ;;
+      *) break ;;
+    esac
+  done
+  if [[ -n "$attach" ]]; then
+    (($# == 1)) || die "--attach takes one more argument, configs.json (see ./runtask.sh --help)" 2
+  else
+    (($# == 5)) || die "expected 5 arguments, got $# (see ./runtask.sh --help)" 2
+  fi
+
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+  py=${TFODKIT_PYTHON:-$root/.venv/bin/python}
+  if [[ ! -x "$py" ]]; then
+    [[ -z "${TFODKIT_PYTHON:-}" ]] || die "TFODKIT_PYTHON=$py is not an executable Python" 2
+    py=$(command -v python3) || die "python3 not found (run make install, or set TFODKIT_PYTHON)" 2
+  fi
+  command -v aws >/dev/null || die "aws CLI not found (install AWS CLI v2, or run make install for v1 in .venv/bin)" 2
+  export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" RUNTASK_SELF="$0" STOP_ON_INTERRUPT="$stop"
+  RT=("$py" -m tfodkit.runtask)
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+
+  "${RT[@]}" check "$@"            # every input checked before anything is paid for
+  if [[ -n "$attach" ]]; then
+    task=$attach
+  else
+    task=$("${RT[@]}" launch "$@")  # run-task; a placement failure ends here
+  fi
+  instance=$("${RT[@]}" wait "$1" "$task")  # status line until RUNNING
+  if [[ -n "$instance" ]] && ((board)); then tensorboard "$1" "$instance"; fi
+  "${RT[@]}" follow "$1" "$task"   # the log, then the summary; exits with the training exit code
+}
+
+main "$@"

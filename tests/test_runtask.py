@@ -1,0 +1,558 @@
+"""runtask.sh against a local AWS (moto on 127.0.0.1), driven through the real aws CLI.
+
+moto's ECS model reports exit code 0 for every container and gives no reason
+when a task cannot be placed, so the test plays the ECS agent through moto's
+backend objects (task and container status, exit codes, stop code and reason,
+placement failures) and writes the training log itself, while runtask.sh and
+the aws CLI see what real ECS and CloudWatch would send.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.core.responses import ActionResult
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.models import Container, ecs_backends
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.moto_api import state_manager
+from moto.server import ThreadedMotoServer
+from moto.ssm.responses import SimpleSystemManagerResponse
+
+from tfodkit import runtask
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNTASK = ROOT / "runtask.sh"
+VENV_BIN = Path(sys.executable).parent
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+CLUSTER, FAMILY, GROUP, PREFIX = "tfod-cluster", "tfod-training", "/ecs/tfod", "tfod"
+DIRS = ["/opt/tfod/models", "/opt/tfod/experiments/training", "/opt/tfod/experiments/exported_model"]
+AMI = "ami-03cf127a"  # one of moto's built-in images
+MODEL = "SSD MobileNet V2 FPNLite 320x320"
+ARGS = ["s3://tfod-records/shapes", "ssd mobilenet v2 fpnlite 320x320",
+        "s3://tfod-configs/training.config", "s3://tfod-configs/hparams.json"]
+
+
+# --- local AWS ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})  # the agent decides
+    yield f"http://127.0.0.1:{port}"
+    state_manager.unset_transition("ecs::task")
+    server.stop()
+
+
+class Agent:
+    """Plays the ECS agent and the awslogs driver against moto's in-process backend."""
+
+    def __init__(self, endpoint: str, monkeypatch: pytest.MonkeyPatch):
+        self.backend = ecs_backends[ACCOUNT][REGION]
+        self.logs = boto3.client("logs", endpoint_url=endpoint, region_name=REGION,
+                                 aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.placement_failure: str | None = None
+        original = EC2ContainerServiceResponse.run_task
+        agent = self
+
+        def run_task(response: EC2ContainerServiceResponse) -> ActionResult:
+            backend = response.ecs_backend
+            active = [ci for ci in backend.container_instances.get(CLUSTER, {}).values() if ci.status == "ACTIVE"]
+            if not active:  # what ECS says for EC2 tasks when no instance is registered and active
+                raise InvalidParameterException("No Container Instances were found in your cluster.")
+            if agent.placement_failure:
+                return ActionResult({"tasks": [], "failures": [
+                    {"arn": ci.container_instance_arn, "reason": agent.placement_failure} for ci in active]})
+            before = set(backend.tasks.get(CLUSTER, {}))
+            result = original(response)
+            for arn, task in backend.tasks[CLUSTER].items():
+                if arn not in before:
+                    agent._provision(task)
+            return result
+
+        monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", run_task)
+        self.after_stop_reported: list = []  # callbacks run once ECS has told a client a task STOPPED
+        describe = EC2ContainerServiceResponse.describe_tasks
+
+        def describe_tasks(response: EC2ContainerServiceResponse) -> ActionResult:
+            result = describe(response)
+            if any(t.last_status == "STOPPED" for t in agent.tasks()):
+                while agent.after_stop_reported:
+                    threading.Timer(2.0, agent.after_stop_reported.pop()).start()
+            return result
+
+        monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", describe_tasks)
+
+    def _provision(self, task) -> None:
+        task_def = self.backend.describe_task_definition(task.task_definition_arn)
+        task.last_status = "PROVISIONING"
+        task.containers = []
+        for definition in task_def.container_definitions:
+            c = Container(task_def)
+            c.name, c.image, c.last_status, c.exitCode = definition["name"], definition["image"], "PENDING", None
+            task.containers.append(c)
+
+    def task(self, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            tasks = list(self.backend.tasks.get(CLUSTER, {}).values())
+            if tasks:
+                return tasks[0]
+            time.sleep(0.05)
+        raise AssertionError("runtask.sh started no task")
+
+    def tasks(self) -> list:
+        return list(self.backend.tasks.get(CLUSTER, {}).values())
+
+    def start(self, task) -> None:
+        for c in task.containers:
+            c.last_status = "RUNNING"
+        task.last_status = "RUNNING"
+        self.logs.create_log_stream(logGroupName=GROUP, logStreamName=self.stream(task))
+
+    def stream(self, task) -> str:
+        return f"{PREFIX}/training/{task.id}"
+
+    def log(self, task, lines: list[str]) -> None:
+        now = int(time.time() * 1000)
+        self.logs.put_log_events(logGroupName=GROUP, logStreamName=self.stream(task),
+                                 logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
+
+    def stop(self, task, training: int | None, reason: str = "Essential container in task exited",
+             stop_code: str = "EssentialContainerExited", container_reason: str | None = None) -> None:
+        for c in task.containers:
+            c.last_status = "STOPPED"
+            c.exitCode = training if c.name == "training" else 0
+            if c.name == "training" and container_reason:
+                c.reason = container_reason
+        task.stopped_reason, task.stop_code = reason, stop_code
+        task.desired_status = "STOPPED"
+        task.last_status = "STOPPED"
+
+    def fail_to_start(self, task, reason: str) -> None:
+        for c in task.containers:
+            c.last_status, c.reason = "STOPPED", reason
+        task.stopped_reason = f"CannotPullContainerError: {reason}"
+        task.stop_code = "TaskFailedToStart"
+        task.desired_status = task.last_status = "STOPPED"
+
+
+@pytest.fixture
+def base(tmp_path):
+    """configs.json, an aws profile with dummy credentials, and runtask.sh's environment (no AWS yet)."""
+    outputs = {"profile": "tfod", "region": REGION, "cluster_name": CLUSTER, "task_definition": FAMILY,
+               "container_name": "training", "log_group": GROUP}
+    configs = tmp_path / "configs.json"
+    configs.write_text(json.dumps({k: {"sensitive": False, "type": "string", "value": v}
+                                   for k, v in outputs.items()}))
+    (tmp_path / "aws-config").write_text(f"[profile tfod]\nregion = {REGION}\n")
+    (tmp_path / "aws-credentials").write_text("[tfod]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}", TFODKIT_PYTHON=sys.executable,
+               AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+               RUNTASK_POLL_SECONDS="0.1", RUNTASK_DRAIN_SECONDS="0.5", RUNTASK_LOG_PAGE_LIMIT="4")
+    for name in ("STOP_ON_INTERRUPT", "TENSORBOARD", "TENSORBOARD_PORT"):
+        env.pop(name, None)
+    return {"configs": configs, "env": env, "tmp": tmp_path}
+
+
+@pytest.fixture
+def world(endpoint, base, monkeypatch):
+    """A cluster with one GPU container instance, the task definition, log group and buckets."""
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+    kw = {"endpoint_url": endpoint, "region_name": REGION,
+          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    ec2, ecs, logs, s3 = (boto3.client(s, **kw) for s in ("ec2", "ecs", "logs", "s3"))
+    instance = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]
+    ecs.create_cluster(clusterName=CLUSTER)
+    ecs.register_container_instance(cluster=CLUSTER,
+                                    instanceIdentityDocument=json.dumps({"instanceId": instance["InstanceId"]}))
+    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": GROUP, "awslogs-region": REGION,
+                                                   "awslogs-stream-prefix": PREFIX}}
+    ecs.register_task_definition(family=FAMILY, containerDefinitions=[
+        {"name": "training", "image": "tfodkit:gpu", "memory": 2048, "essential": True,
+         "command": [*DIRS, "records", MODEL, "configs/training.config", "configs/hparams.json"],
+         "portMappings": [{"containerPort": 6006, "hostPort": 6006}], "logConfiguration": awslogs},
+        {"name": "artifacts", "image": "tfodkit:gpu", "memory": 256, "essential": False,
+         "command": ["python", "-m", "tfodkit.artifacts", "sync"],
+         "environment": [{"name": "ARTIFACTS_TARGET", "value": "s3://tfod-artifacts"}], "logConfiguration": awslogs},
+    ])
+    logs.create_log_group(logGroupName=GROUP)
+    for bucket in ("tfod-records", "tfod-configs", "tfod-artifacts"):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    env = {**base["env"], "AWS_ENDPOINT_URL": endpoint}
+    return {**base, "env": env, "agent": Agent(endpoint, monkeypatch), "ecs": ecs, "instance": instance["InstanceId"]}
+
+
+class Run:
+    """runtask.sh in its own process group (like a terminal job), its output collected line by line."""
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen(["bash", str(RUNTASK), *args], env=env, cwd=ROOT, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
+            threading.Thread(target=lambda s=stream, k=sink: [k.append(line.rstrip("\n")) for line in s],
+                             daemon=True).start()
+
+    def until(self, what: str, predicate, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline or (self.proc.poll() is not None and not predicate()):
+                time.sleep(0.2)  # let the readers finish
+                raise AssertionError(f"waited for {what}; exit {self.proc.poll()}\nstdout:\n"
+                                     + "\n".join(self.out) + "\nstderr:\n" + "\n".join(self.err))
+            time.sleep(0.05)
+
+    def saw(self, text: str, where: str = "err", timeout: float = 60) -> None:
+        lines = self.err if where == "err" else self.out
+        self.until(f"{text!r} on std{where}", lambda: any(text in line for line in lines), timeout)
+
+    def finish(self, timeout: float = 60) -> int:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            raise AssertionError("runtask.sh did not exit\nstderr:\n" + "\n".join(self.err)) from None
+        time.sleep(0.1)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.err)
+
+
+def launch(world) -> Run:
+    return Run([str(world["configs"]), *ARGS], world["env"])
+
+
+def messages(run: Run) -> list[str]:
+    """The log lines printed on stdout, without runtask's timestamp."""
+    return [line.split(" ", 1)[1] for line in run.out]
+
+
+# --- the runs of the issue ---------------------------------------------------------------------
+
+@pytest.fixture
+def plugin(world, monkeypatch):
+    """A session-manager-plugin that records its pid and sleeps, and StartSession in moto (which lacks it)."""
+    sessions: list[dict] = []
+
+    def start_session(response: SimpleSystemManagerResponse) -> str:
+        sessions.append(json.loads(response.body))
+        return json.dumps({"SessionId": "s-1", "TokenValue": "t", "StreamUrl": "wss://127.0.0.1/s-1"})
+
+    def terminate_session(response: SimpleSystemManagerResponse) -> str:
+        return json.dumps({"SessionId": "s-1"})
+
+    monkeypatch.setattr(SimpleSystemManagerResponse, "start_session", start_session, raising=False)
+    monkeypatch.setattr(SimpleSystemManagerResponse, "terminate_session", terminate_session, raising=False)
+    bin_dir, pid_file = world["tmp"] / "plugin-bin", world["tmp"] / "plugin.pid"
+    bin_dir.mkdir()
+    exe = bin_dir / "session-manager-plugin"
+    exe.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo 1.2.707.0; exit 0; }}\n'
+                   f'echo $$ > {pid_file}\nexec sleep 300\n')
+    exe.chmod(0o755)
+    world["env"].update(PATH=f"{bin_dir}{os.pathsep}{world['env']['PATH']}", TENSORBOARD_PORT="16006",
+                        RUNTASK_DRAIN_SECONDS="3")
+    return sessions, pid_file
+
+
+def test_clean_run_streams_every_line_once_and_exits_0(world, plugin):
+    agent, (sessions, pid_file) = world["agent"], plugin
+    run = launch(world)
+    task = agent.task()
+    command = task.overrides["containerOverrides"][0]["command"]
+    assert task.overrides["containerOverrides"][0]["name"] == "training"
+    assert command == [*DIRS, ARGS[0], MODEL, ARGS[2], ARGS[3]]  # canonical model name; dirs from the task def
+    run.saw(f"task {task.task_arn}")
+    run.saw(f"console: https://{REGION}.console.aws.amazon.com/ecs/v2/clusters/{CLUSTER}/tasks/{task.id}")
+    run.saw("status: PROVISIONING")
+
+    agent.start(task)
+    run.saw("status: RUNNING")
+    run.saw("TensorBoard: http://localhost:16006")  # SSM port forwarding in the background
+    run.until("the session-manager-plugin to start", pid_file.exists)
+    assert sessions[0]["Target"] == world["instance"]
+    assert sessions[0]["DocumentName"] == "AWS-StartPortForwardingSession"
+    assert sessions[0]["Parameters"] == {"portNumber": ["6006"], "localPortNumber": ["16006"]}
+    run.saw(f"log: {GROUP} {PREFIX}/training/{task.id}")
+    lines = [f"step {i} loss {1 / (i + 1):.3f}" for i in range(13)]
+    agent.log(task, lines[:3])
+    run.saw("step 2 loss", where="out")  # streamed while the task runs
+    agent.log(task, lines[3:10])  # two pages of RUNTASK_LOG_PAGE_LIMIT=4
+    run.saw("step 9 loss", where="out")
+    agent.log(task, lines[10:12])
+    # the awslogs driver's last batch lands 2 s after ECS reported the task stopped: only the drain reads it
+    agent.after_stop_reported.append(lambda: agent.log(task, lines[12:]))
+    agent.stop(task, training=0)
+
+    assert run.finish() == 0, run.stderr
+    assert messages(run) == lines  # every line once, in order, nothing else on stdout
+    assert "stop code: EssentialContainerExited" in run.stderr
+    assert "container training (training): exit code 0" in run.stderr
+    assert f"artifacts: s3://tfod-artifacts/{task.id}/" in run.stderr
+    assert "training finished cleanly (exit 0)" in run.stderr
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "the TensorBoard port forwarding outlived runtask.sh"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def test_training_exit_1_prints_the_reason_and_exits_1(world):
+    agent = world["agent"]
+    run = launch(world)
+    task = agent.task()
+    agent.start(task)
+    run.saw("log:")
+    # without session-manager-plugin: the exact command to forward TensorBoard
+    assert (f"aws ssm start-session --target {world['instance']} --document-name AWS-StartPortForwardingSession "
+            """--parameters '{"portNumber":["6006"],"localPortNumber":["6006"]}' --profile tfod --region """
+            f"{REGION}") in run.stderr
+    agent.log(task, ["Traceback (most recent call last):", "ValueError: num_classes must be > 0"])
+    agent.stop(task, training=1, container_reason="OutOfMemoryError: Container killed due to memory usage")
+    assert run.finish() == 1, run.stderr
+    assert messages(run) == ["Traceback (most recent call last):", "ValueError: num_classes must be > 0"]
+    assert "reason:    Essential container in task exited" in run.stderr
+    assert "exit code 1 (OutOfMemoryError: Container killed due to memory usage)" in run.stderr
+    assert "training failed (exit 1)" in run.stderr
+
+
+@pytest.mark.parametrize("case", ["no-gpu", "no-instance"])
+def test_task_that_cannot_be_placed_fails_within_seconds(world, case):
+    agent = world["agent"]
+    if case == "no-gpu":
+        agent.placement_failure = "RESOURCE:GPU"
+        expected = "ECS could not place the task: RESOURCE:GPU on "
+    else:
+        ecs = world["ecs"]
+        arns = ecs.list_container_instances(cluster=CLUSTER)["containerInstanceArns"]
+        ecs.update_container_instances_state(cluster=CLUSTER, containerInstances=arns, status="DRAINING")
+        expected = "No Container Instances were found in your cluster."
+    start = time.monotonic()
+    run = launch(world)
+    code = run.finish()
+    assert code == 1, run.stderr
+    assert time.monotonic() - start < 15  # a few aws CLI calls, no waiting
+    errors = [line for line in run.err if line.startswith("error: ")]
+    assert len(errors) == 1 and expected in errors[0], run.stderr
+    assert agent.tasks() == []
+
+
+def test_task_that_fails_to_start_prints_ecs_reason(world):
+    agent = world["agent"]
+    start = time.monotonic()
+    run = launch(world)
+    task = agent.task()
+    run.saw("status: PROVISIONING")
+    agent.fail_to_start(task, "pull image manifest has been retried 5 time(s): tfodkit:gpu: not found")
+    assert run.finish() == 1, run.stderr
+    assert time.monotonic() - start < 20
+    assert "stop code: TaskFailedToStart" in run.stderr
+    assert "CannotPullContainerError: pull image manifest" in run.stderr
+    assert run.out == []
+
+
+# --- bad inputs: one-line errors, no AWS call --------------------------------------------------
+
+@pytest.fixture
+def recorder():
+    """An HTTP server on 127.0.0.1 that records every request (it must see none)."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _any(self):
+            seen.append(f"{self.command} {self.path}")
+            self.send_response(500)
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_HEAD = _any
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def _configs(world, drop: str | None = None) -> Path:
+    data = json.loads(world["configs"].read_text())
+    data.pop(drop, None)
+    path = world["tmp"] / "bad-configs.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+BAD = {
+    "missing configs key": (lambda w: [str(_configs(w, drop="log_group")), *ARGS], "has no output log_group"),
+    "missing configs.json": (lambda w: [str(w["tmp"] / "nope.json"), *ARGS], "nope.json not found"),
+    "non-s3 records": (lambda w: [str(w["configs"]), "/data/records", *ARGS[1:]],
+                       "records must be an s3:// URI, got '/data/records'"),
+    "non-s3 hparams": (lambda w: [str(w["configs"]), *ARGS[:3], "https://example.com/hparams.json"],
+                       "hparams must be an s3:// URI"),
+    "bucket-only config": (lambda w: [str(w["configs"]), ARGS[0], ARGS[1], "s3://tfod-configs", ARGS[3]],
+                           "names a bucket, not a file"),
+    "unknown model": (lambda w: [str(w["configs"]), ARGS[0], "SSD MobileNet V9 320x320", *ARGS[2:]],
+                      "unknown zoo model 'SSD MobileNet V9 320x320' (did you mean: SSD MobileNet"),
+    "four arguments": (lambda w: [str(w["configs"]), *ARGS[:3]], "expected 5 arguments, got 4"),
+    "unknown option": (lambda w: ["--follow", str(w["configs"]), *ARGS], "unknown option --follow"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_no_aws_call(base, recorder, case):
+    url, seen = recorder
+    make_args, expected = BAD[case]
+    env = {**base["env"], "AWS_ENDPOINT_URL": url}
+    proc = subprocess.run(["bash", str(RUNTASK), *make_args(base)], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert seen == []  # not one request reached the (recording) AWS endpoint
+
+
+def test_missing_aws_cli_is_one_line(base, tmp_path):
+    bin_dir = tmp_path / "bin"  # bash and coreutils, no aws
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {**base["env"], "PATH": str(bin_dir)}
+    proc = subprocess.run([str(bin_dir / "bash"), str(RUNTASK), str(base["configs"]), *ARGS], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: aws CLI not found (install AWS CLI v2, or run make install for v1 in .venv/bin)"]
+
+
+# --- Ctrl-C, reattach, stop on interrupt, TensorBoard ------------------------------------------
+
+def test_ctrl_c_leaves_the_task_running_and_attach_resumes(world):
+    agent = world["agent"]
+    run = launch(world)
+    task = agent.task()
+    agent.start(task)
+    agent.log(task, ["epoch 1"])
+    run.saw("epoch 1", where="out")
+    os.killpg(run.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert run.finish() == 130, run.stderr
+    assert task.last_status == "RUNNING" and task.desired_status == "RUNNING"
+    assert "still running" in run.stderr
+    assert f"--attach {task.task_arn} {world['configs']}" in run.stderr
+
+    again = Run(["--attach", task.task_arn, str(world["configs"])], world["env"])
+    again.saw("status: RUNNING")
+    agent.log(task, ["epoch 2"])
+    again.saw("epoch 2", where="out")
+    agent.stop(task, training=0)
+    assert again.finish() == 0, again.stderr
+    assert messages(again) == ["epoch 1", "epoch 2"]
+    assert len(agent.tasks()) == 1  # attaching launched nothing
+
+
+def test_stop_on_interrupt_stops_the_task(world):
+    agent = world["agent"]
+    run = Run(["--stop-on-interrupt", str(world["configs"]), *ARGS], world["env"])
+    task = agent.task()
+    agent.start(task)
+    run.saw("log:")
+    os.killpg(run.proc.pid, signal.SIGINT)
+    assert run.finish() == 130, run.stderr
+    assert task.last_status == "STOPPED"
+    assert task.stopped_reason == "runtask.sh interrupted"
+    assert f"stopped task {task.task_arn}" in run.stderr
+
+
+# --- pure decisions ----------------------------------------------------------------------------
+
+def test_log_stream_follows_the_task_definition_prefix():
+    settings = runtask.Settings("c.json", "", REGION, CLUSTER, FAMILY, "training", "/other")
+    container = {"name": "training", "logConfiguration": {"logDriver": "awslogs", "options": {
+        "awslogs-group": GROUP, "awslogs-stream-prefix": "run", "awslogs-region": "us-west-2"}}}
+    target = runtask.log_target(container, f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{CLUSTER}/abc123", settings)
+    assert target == runtask.LogTarget(GROUP, "run/training/abc123", "us-west-2")
+    with pytest.raises(runtask.UserError, match="awslogs-stream-prefix"):
+        runtask.log_target({"name": "training", "logConfiguration": {"logDriver": "awslogs", "options": {}}},
+                           "abc", settings)
+
+
+def test_train_command_defaults_without_a_task_definition_command():
+    inputs = runtask.Inputs("s3://r", MODEL, "s3://c/x", "s3://h/y")
+    assert runtask.train_command({}, inputs) == [*runtask.DEFAULT_DIRS, "s3://r", MODEL, "s3://c/x", "s3://h/y"]
+
+
+@pytest.mark.parametrize(("containers", "code"), [
+    ([{"name": "training", "exitCode": 0}, {"name": "artifacts", "exitCode": 1}], 0),
+    ([{"name": "training", "exitCode": 137}], 137),
+    ([{"name": "training"}], 1),  # killed before it could exit: never a clean run
+    ([], 1),
+])
+def test_exit_code_is_the_training_containers(containers, code):
+    assert runtask.exit_code({"containers": containers}, "training") == code
+
+
+def test_task_poller_rides_out_transient_errors():
+    settings = runtask.Settings("c.json", "", REGION, CLUSTER, FAMILY, "training", GROUP)
+    replies = [{"tasks": [{"taskArn": "t", "lastStatus": "RUNNING"}]}]
+    replies += [runtask.AwsError("aws ecs describe-tasks: Throttling", "ThrottlingException")] * 4
+    replies += [{"tasks": [{"taskArn": "t", "lastStatus": "STOPPED"}]}]
+    replies += [runtask.AwsError("aws ecs describe-tasks: token expired", "ExpiredToken")] * 5
+
+    def aws(*args, **kwargs):
+        reply = replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    poll = runtask.TaskPoller(aws, settings, "t")
+    assert [poll()["lastStatus"] for _ in range(6)] == ["RUNNING"] * 5 + ["STOPPED"]
+    for _ in range(4):
+        poll()
+    with pytest.raises(runtask.UserError, match="cannot see task t: aws ecs describe-tasks: token expired"):
+        poll()
+
+
+def test_usage_and_readme_agree():
+    usage = subprocess.run(["bash", str(RUNTASK), "--help"], capture_output=True, text=True, check=True).stdout
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Train on AWS: runtask.sh"):]
+    section = section[:section.index("\n## ", 5)]
+    names = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|[A-Z][A-Z_]{4,}=?)", usage)) - {"AWS_ENDPOINT_URL"}
+    assert names, usage
+    for name in sorted(names):
+        assert name.rstrip("=") in section, f"{name} is in runtask.sh --help but not in the README"
+    for name in set(re.findall(r"`(--[a-z][a-z-]+)", section)):
+        assert name in usage, f"{name} is in the README but not in runtask.sh --help"
+    assert usage.startswith('usage: ./runtask.sh [options] configs.json s3://<records> "<zoo model name>" '
+                            "s3://<training.config> s3://<hparams.json>")

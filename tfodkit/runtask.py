@@ -1,0 +1,574 @@
+"""The decisions behind runtask.sh: launch, watch and finish one ECS training task.
+
+runtask.sh only sequences these steps (``python -m tfodkit.runtask <step>``)::
+
+    check   CONFIGS [RECORDS MODEL CONFIG HPARAMS] validate everything; no AWS call
+    launch  CONFIGS RECORDS MODEL CONFIG HPARAMS   run-task; prints the task ARN on stdout
+    wait    CONFIGS TASK                           status line until RUNNING; prints the EC2 instance id
+    tensorboard CONFIGS INSTANCE [--print]         become the SSM port forwarding (or print its command)
+    follow  CONFIGS TASK                           stream the task's log; exit with the training exit code
+
+Standard library only. Every AWS call goes through the ``aws`` CLI (v1 or v2) so
+that the user's profiles, SSO sessions and ``AWS_ENDPOINT_URL`` apply as they do
+for their own commands. The training log is read with ``get-log-events`` and its
+forward token, with either CLI: each line is printed once, and after the task
+stops the stream is drained, so the last lines are never lost (``aws logs tail
+--follow``, v2 only, polls a time window and is stopped only by Ctrl-C).
+
+Output: the training log goes to stdout; runtask's own messages (status line,
+summary, hints) go to stderr, so ``./runtask.sh ... > train.log`` keeps the log.
+
+Environment: ``RUNTASK_POLL_SECONDS`` (default 5), ``RUNTASK_DRAIN_SECONDS``
+(grace after the task stops before the last read of its log, default 5),
+``RUNTASK_LOG_PAGE_LIMIT`` (events per get-log-events call, default the
+service's), ``TENSORBOARD_PORT`` (local port, default 6006),
+``STOP_ON_INTERRUPT=1`` (Ctrl-C in wait/follow also stops the task),
+``RUNTASK_SELF`` (how runtask.sh was invoked, for the hints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tfodkit.errors import FAILURE, UserError, cli
+
+OUTPUTS = ("profile", "region", "cluster_name", "task_definition", "container_name", "log_group")
+# train.sh's first three arguments when the task definition gives no default command.
+DEFAULT_DIRS = ("models", "experiments/training", "experiments/exported_model")
+STARTED_BY = "tfodkit-runtask"
+ARTIFACTS_ENV = "ARTIFACTS_TARGET"
+PLACEMENT_HINTS = {
+    "RESOURCE:GPU": "no container instance has a free GPU: wait for the running task, or use a GPU instance type",
+    "RESOURCE:MEMORY": "no container instance has enough free memory for the task definition",
+    "RESOURCE:CPU": "no container instance has enough free CPU for the task definition",
+    "RESOURCE:PORTS": "a host port of the task definition is taken on every container instance",
+    "AGENT": "the ECS agent on the container instance is disconnected",
+    "ATTRIBUTE": "no container instance matches the task definition's placement constraints",
+    "MISSING": "the container instance is gone",
+}
+_S3 = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
+
+
+# --- validation (no AWS call) ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    """The terraform outputs runtask needs (configs.json)."""
+
+    path: str
+    profile: str
+    region: str
+    cluster: str
+    task_definition: str
+    container: str
+    log_group: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    records: str
+    model: str  # canonical zoo display name
+    config: str
+    hparams: str
+
+
+def load_settings(path: str) -> Settings:
+    """Read configs.json: ``terraform output -json`` ({"name": {"value": ...}}) or plain {"name": value}."""
+    fix = "write it with `make runtask-config` after `make apply`; it is `terraform output -json`"
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} not found", fix) from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is not readable JSON: {exc}", fix) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object of terraform outputs", fix)
+    values: dict[str, str] = {}
+    for name in OUTPUTS:
+        item = data.get(name)
+        value = item.get("value") if isinstance(item, dict) else item
+        if isinstance(value, str) and (value.strip() or name == "profile"):
+            values[name] = value.strip()
+    missing = [n for n in OUTPUTS if n not in values]
+    if missing:
+        raise UserError(f"{path} has no output {', '.join(missing)} (needs: {', '.join(OUTPUTS)})",
+                        "run `make runtask-config` again with the current terraform/")
+    return Settings(path=path, profile=values["profile"], region=values["region"], cluster=values["cluster_name"],
+                    task_definition=values["task_definition"], container=values["container_name"],
+                    log_group=values["log_group"])
+
+
+def check_s3(label: str, uri: str, need_key: bool = True) -> str:
+    m = _S3.match(uri)
+    if not m:
+        raise UserError(f"{label} must be an s3:// URI, got {uri!r}",
+                        "upload it first, e.g. aws s3 cp <local> s3://<bucket>/<key>, and pass that URI")
+    if need_key and not (m.group("key") or "").strip("/"):
+        raise UserError(f"{label} {uri!r} names a bucket, not a file", "pass s3://<bucket>/<path to the file>")
+    return uri
+
+
+def check_inputs(records: str, model: str, config: str, hparams: str) -> Inputs:
+    from tfodkit.zoo import resolve  # stdlib only, no TensorFlow
+
+    check_s3("records", records, need_key=False)
+    check_s3("training config", config)
+    check_s3("hparams", hparams)
+    return Inputs(records=records, model=resolve(model).name, config=config, hparams=hparams)
+
+
+# --- pure decisions (tested without AWS) -------------------------------------------------------
+
+def task_id(task_arn: str) -> str:
+    """arn:aws:ecs:r:a:task/cluster/ID (or task/ID, or ID) -> ID."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
+def console_url(region: str, cluster: str, task_arn: str) -> str:
+    return (f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/"
+            f"{task_id(task_arn)}/configuration?region={region}")
+
+
+def find_container(task_def: dict, name: str) -> dict:
+    containers = task_def.get("containerDefinitions") or []
+    for c in containers:
+        if c.get("name") == name:
+            return c
+    names = ", ".join(repr(c.get("name")) for c in containers) or "none"
+    raise UserError(f"task definition {task_def.get('taskDefinitionArn', '?')} has no container {name!r} "
+                    f"(it has: {names})", "fix container_name in terraform and rerun make runtask-config")
+
+
+def train_command(container: dict, inputs: Inputs) -> list[str]:
+    """train.sh's arguments: the task definition's three directories, then this run's inputs."""
+    default = container.get("command") or []
+    dirs = list(default[:3]) if len(default) >= 3 else list(DEFAULT_DIRS)
+    return [*dirs, inputs.records, inputs.model, inputs.config, inputs.hparams]
+
+
+def overrides(container_name: str, command: list[str]) -> str:
+    return json.dumps({"containerOverrides": [{"name": container_name, "command": command}]})
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    group: str
+    stream: str
+    region: str | None
+
+
+def log_target(container: dict, task_arn: str, settings: Settings) -> LogTarget:
+    """The awslogs stream of this task's training container: <prefix>/<container name>/<task id>."""
+    conf = container.get("logConfiguration") or {}
+    opts = conf.get("options") or {}
+    name = container.get("name", settings.container)
+    if conf.get("logDriver") != "awslogs":
+        raise UserError(f"container {name!r} does not log with awslogs (logDriver={conf.get('logDriver')!r})",
+                        "give it the awslogs driver with awslogs-stream-prefix in terraform")
+    prefix = opts.get("awslogs-stream-prefix")
+    if not prefix:
+        raise UserError(f"container {name!r} has no awslogs-stream-prefix, so its stream name is unknowable",
+                        "set awslogs-stream-prefix in the task definition's log options")
+    group = opts.get("awslogs-group") or settings.log_group
+    return LogTarget(group=group, stream=f"{prefix}/{name}/{task_id(task_arn)}",
+                     region=opts.get("awslogs-region"))
+
+
+def artifacts_uri(task_def: dict, task_arn: str) -> str | None:
+    """Where the artifacts sidecar copies this run: its ARTIFACTS_TARGET (or --target) / <task id>/."""
+    for c in task_def.get("containerDefinitions") or []:
+        env = {e.get("name"): e.get("value") for e in c.get("environment") or []}
+        target = env.get(ARTIFACTS_ENV)
+        cmd = c.get("command") or []
+        if not target and "--target" in cmd[:-1]:
+            target = cmd[cmd.index("--target") + 1]
+        if target:
+            return f"{target.rstrip('/')}/{task_id(task_arn)}/"
+    return None
+
+
+def exit_code(task: dict, container_name: str) -> int:
+    """The training container's exit code as runtask's own: 0 only for a clean run."""
+    for c in task.get("containers") or []:
+        if c.get("name") == container_name:
+            code = c.get("exitCode")
+            if isinstance(code, int) and 0 <= code <= 255:
+                return code
+    return FAILURE
+
+
+def started(task: dict) -> bool:
+    """Did any container of a stopped task actually run (has an exit code)?"""
+    return any(isinstance(c.get("exitCode"), int) for c in task.get("containers") or [])
+
+
+def summary(task: dict, container_name: str, artifacts: str | None = None) -> list[str]:
+    lines = [f"task {task_id(task.get('taskArn', '?'))} {task.get('lastStatus', '?')}",
+             f"  stop code: {task.get('stopCode') or '-'}",
+             f"  reason:    {task.get('stoppedReason') or '-'}"]
+    for c in task.get("containers") or []:
+        code = c.get("exitCode")
+        text = f"exit code {code}" if isinstance(code, int) else "no exit code"
+        if c.get("reason"):
+            text += f" ({c['reason']})"
+        mark = " (training)" if c.get("name") == container_name else ""
+        lines.append(f"  container {c.get('name')}{mark}: {text}")
+    code = exit_code(task, container_name)
+    if artifacts:
+        lines.append(f"  artifacts: {artifacts}")
+        if code == 0:
+            lines.append(f"  download the model: aws s3 cp --recursive {artifacts}exported_model exported_model")
+    lines.append("training finished cleanly (exit 0)" if code == 0 else f"training failed (exit {code})")
+    return lines
+
+
+def placement_error(failures: list[dict], settings: Settings) -> UserError:
+    reasons = []
+    for f in failures:
+        reason = f.get("reason") or "no reason given"
+        where = f" on {task_id(f['arn'])}" if f.get("arn") else ""
+        detail = f" ({f['detail']})" if f.get("detail") else ""
+        reasons.append(f"{reason}{where}{detail}")
+    hint = next((PLACEMENT_HINTS[f.get("reason")] for f in failures if f.get("reason") in PLACEMENT_HINTS),
+                f"check the cluster: aws ecs list-container-instances --cluster {settings.cluster}")
+    return UserError(f"ECS could not place the task: {'; '.join(reasons)}", hint, status=FAILURE)
+
+
+def format_event(event: dict) -> str:
+    stamp = dt.datetime.fromtimestamp(event.get("timestamp", 0) / 1000, dt.timezone.utc)  # noqa: UP017 (python3 < 3.11 fallback)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S} {str(event.get('message', '')).rstrip()}"
+
+
+def reattach_hint(settings: Settings, task_arn: str) -> str:
+    me = os.environ.get("RUNTASK_SELF") or "./runtask.sh"
+    return (f"reattach: {me} --attach {task_arn} {shlex.quote(settings.path)}\n"
+            f"stop it:  aws ecs stop-task --cluster {settings.cluster} --task {task_arn}"
+            + (f" --profile {settings.profile}" if settings.profile else "") + f" --region {settings.region}")
+
+
+def ssm_command(settings: Settings, instance_id: str, port: str) -> list[str]:
+    params = json.dumps({"portNumber": ["6006"], "localPortNumber": [port]}, separators=(",", ":"))
+    return ["aws", "ssm", "start-session", "--target", instance_id,
+            "--document-name", "AWS-StartPortForwardingSession", "--parameters", params,
+            *(["--profile", settings.profile] if settings.profile else []), "--region", settings.region]
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a number of seconds", f"e.g. {name}={default:g}") from None
+    if value < 0:
+        raise UserError(f"{name}={raw!r} is negative", f"e.g. {name}={default:g}")
+    return value
+
+
+def say(*lines: str) -> None:
+    for line in lines:
+        print(f"runtask: {line}", file=sys.stderr, flush=True)
+
+
+# --- the aws CLI -------------------------------------------------------------------------------
+
+class AwsError(Exception):
+    """A failed aws CLI call; str() is the CLI's own error line."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
+
+
+class Aws:
+    """Runs the user's aws CLI (v1 or v2) with the profile and region of configs.json."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def __call__(self, *args: str, region: str | None = None) -> dict[str, Any]:
+        cmd = ["aws", *args, "--output", "json", "--region", region or self.settings.region]
+        if self.settings.profile:
+            cmd += ["--profile", self.settings.profile]
+        env = {**os.environ, "AWS_PAGER": ""}  # v2 pipes output through less otherwise
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            raise UserError("aws CLI not found", "install AWS CLI v2, or `make install` for v1 in .venv/bin") from None
+        if proc.returncode != 0:
+            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+            message = lines[-1] if lines else f"exit status {proc.returncode}"
+            m = re.search(r"An error occurred \((\w+)\)", message)
+            raise AwsError(f"aws {' '.join(args[:2])}: {message}", m.group(1) if m else "")
+        return json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+def describe_task(aws: Aws, settings: Settings, task: str) -> dict:
+    out = aws("ecs", "describe-tasks", "--cluster", settings.cluster, "--tasks", task)
+    tasks = out.get("tasks") or []
+    if not tasks:
+        reason = "; ".join(f.get("reason", "?") for f in out.get("failures") or []) or "not found"
+        raise UserError(f"task {task} is not in cluster {settings.cluster} ({reason})",
+                        "ECS forgets stopped tasks after about an hour; check the ARN and configs.json", FAILURE)
+    return tasks[0]
+
+
+class TaskPoller:
+    """describe-tasks that rides out transient errors (throttling, network) and gives up after five in a row."""
+
+    def __init__(self, aws: Aws, settings: Settings, task: str, tries: int = 5):
+        self.aws, self.settings, self.task, self.tries = aws, settings, task, tries
+        self.failures = 0
+        self.last: dict | None = None
+
+    def __call__(self) -> dict:
+        try:
+            self.last = describe_task(self.aws, self.settings, self.task)
+            self.failures = 0
+        except AwsError as exc:
+            self.failures += 1
+            if self.failures >= self.tries or self.last is None:
+                raise UserError(f"cannot see task {self.task}: {exc}",
+                                reattach_hint(self.settings, self.task).replace("\n", "; "), FAILURE) from None
+            say(f"warning: {exc} (retrying)")
+        return self.last
+
+
+def describe_task_definition(aws: Aws, name: str) -> dict:
+    return aws("ecs", "describe-task-definition", "--task-definition", name).get("taskDefinition") or {}
+
+
+class LogReader:
+    """Pages get-log-events with the forward token: each event once, in order."""
+
+    def __init__(self, aws: Aws, target: LogTarget, limit: int | None = None):
+        self.aws, self.target, self.limit = aws, target, limit
+        self.token: str | None = None
+        self.warned: set[str] = set()
+
+    def read(self) -> list[dict]:
+        """Every event that arrived since the last call (all pages)."""
+        events: list[dict] = []
+        while True:
+            args = ["logs", "get-log-events", "--log-group-name", self.target.group,
+                    "--log-stream-name", self.target.stream, "--start-from-head"]
+            if self.token:
+                args += ["--next-token", self.token]
+            if self.limit:
+                args += ["--limit", str(self.limit)]
+            try:
+                page = self.aws(*args, region=self.target.region)
+            except AwsError as exc:
+                if exc.code != "ResourceNotFoundException" and str(exc) not in self.warned:
+                    self.warned.add(str(exc))  # transient (throttling, network): say it once, keep going
+                    say(f"warning: {exc} (retrying)")
+                return events
+            events += page.get("events") or []
+            token = page.get("nextForwardToken")
+            if not token or token == self.token:
+                return events  # caught up: the service returns the token it was given
+            self.token = token
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+def step_check(args: argparse.Namespace) -> int:
+    load_settings(args.configs)
+    if len(args.inputs) not in (0, 4):
+        raise UserError(f"check takes configs.json and 0 or 4 more arguments, got {len(args.inputs)}")
+    if args.inputs:
+        check_inputs(*args.inputs)
+    return 0
+
+
+def step_launch(args: argparse.Namespace) -> int:
+    settings = load_settings(args.configs)
+    inputs = check_inputs(args.records, args.model, args.config, args.hparams)
+    aws = Aws(settings)
+    try:
+        task_def = describe_task_definition(aws, settings.task_definition)
+    except AwsError as exc:
+        raise UserError(f"cannot read task definition {settings.task_definition}: {exc}",
+                        "check task_definition, profile and region in configs.json", FAILURE) from None
+    container = find_container(task_def, settings.container)
+    command = train_command(container, inputs)
+    try:
+        out = aws("ecs", "run-task", "--cluster", settings.cluster, "--task-definition", settings.task_definition,
+                  "--count", "1", "--started-by", STARTED_BY, "--overrides", overrides(settings.container, command))
+    except AwsError as exc:
+        raise UserError(f"ECS could not start the task: {exc}",
+                        f"check that the GPU instance joined the cluster: aws ecs list-container-instances "
+                        f"--cluster {settings.cluster}", FAILURE) from None
+    tasks = out.get("tasks") or []
+    if out.get("failures") or not tasks:
+        raise placement_error(out.get("failures") or [], settings)
+    arn = tasks[0]["taskArn"]
+    say(f"task {arn}", f"console: {console_url(settings.region, settings.cluster, arn)}",
+        f"command: train.sh {shlex.join(command)}")
+    uri = artifacts_uri(task_def, arn)
+    if uri:
+        say(f"artifacts: {uri}")
+    print(arn)
+    return 0
+
+
+def _interrupted(aws: Aws, settings: Settings, task: str, stop: bool) -> int:
+    print(file=sys.stderr)
+    if stop:
+        aws("ecs", "stop-task", "--cluster", settings.cluster, "--task", task, "--reason", "runtask.sh interrupted")
+        say(f"stopped watching and stopped task {task}")
+    else:
+        say(f"stopped watching; task {task} is still running (and billing)",
+            *reattach_hint(settings, task).splitlines())
+    return 130
+
+
+def _watching(func: Callable[[argparse.Namespace, Aws, Settings], int]) -> Callable[[argparse.Namespace], int]:
+    """Ctrl-C in wait/follow: stop watching, say how to reattach (or stop the task with --stop-on-interrupt)."""
+
+    def step(args: argparse.Namespace) -> int:
+        settings = load_settings(args.configs)
+        aws = Aws(settings)
+        try:
+            return func(args, aws, settings)
+        except KeyboardInterrupt:
+            return _interrupted(aws, settings, args.task, os.environ.get("STOP_ON_INTERRUPT") == "1")
+
+    return step
+
+
+@_watching
+def step_wait(args: argparse.Namespace, aws: Aws, settings: Settings) -> int:
+    poll = _seconds("RUNTASK_POLL_SECONDS", 5)
+    tty = sys.stderr.isatty()
+    start, shown = time.monotonic(), ""
+    poll_task = TaskPoller(aws, settings, args.task)
+    while True:
+        task = poll_task()
+        status = task.get("lastStatus", "?")
+        line = f"status: {status} ({time.monotonic() - start:.0f} s)"
+        if status == "PROVISIONING":  # the capacity provider starts a GPU instance for it
+            line += ", waiting for an instance (several minutes when the cluster has none running)"
+        if tty:
+            print(f"\rruntask: {line}  ", end="", file=sys.stderr, flush=True)
+        elif status != shown:
+            say(line)
+        shown = status
+        if status == "RUNNING":
+            break
+        if status == "STOPPED":
+            if tty:
+                print(file=sys.stderr)
+            if started(task):
+                return 0  # it ran and finished between two polls: follow shows its log and result
+            say(*summary(task, settings.container))
+            return exit_code(task, settings.container) or FAILURE
+        time.sleep(poll)
+    if tty:
+        print(file=sys.stderr)
+    ci = task.get("containerInstanceArn")
+    if not ci:
+        say("the task has no container instance (Fargate?): no TensorBoard forwarding")
+        return 0
+    out = aws("ecs", "describe-container-instances", "--cluster", settings.cluster, "--container-instances", ci)
+    instances = out.get("containerInstances") or []
+    if instances and instances[0].get("ec2InstanceId"):
+        print(instances[0]["ec2InstanceId"])
+    return 0
+
+
+@_watching
+def step_follow(args: argparse.Namespace, aws: Aws, settings: Settings) -> int:
+    poll = _seconds("RUNTASK_POLL_SECONDS", 5)
+    drain = _seconds("RUNTASK_DRAIN_SECONDS", 5)
+    limit = int(os.environ["RUNTASK_LOG_PAGE_LIMIT"]) if os.environ.get("RUNTASK_LOG_PAGE_LIMIT") else None
+    task = describe_task(aws, settings, args.task)
+    arn = task["taskArn"]
+    task_def = describe_task_definition(aws, task["taskDefinitionArn"])
+    container = find_container(task_def, settings.container)
+    try:
+        target: LogTarget | None = log_target(container, arn, settings)
+    except UserError as exc:
+        target = None
+        say(f"warning: cannot follow the log: {exc}; waiting for the task to stop")
+    reader = LogReader(aws, target, limit) if target else None
+    if target:
+        if target.group != settings.log_group:
+            say(f"note: the task definition logs to {target.group}, configs.json says {settings.log_group}")
+        say(f"log: {target.group} {target.stream} (Ctrl-C stops watching, the task keeps running)")
+
+    def show() -> None:
+        for event in reader.read() if reader else []:
+            print(format_event(event), flush=True)
+
+    poll_task = TaskPoller(aws, settings, arn)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the status poll overlaps the log read
+        while True:
+            status = pool.submit(poll_task)
+            show()
+            task = status.result()
+            if task.get("lastStatus") == "STOPPED":
+                break
+            time.sleep(poll)
+    if reader:
+        show()  # what arrived while the task stopped
+        time.sleep(drain)  # awslogs delivers the last batch as the container exits
+        show()
+    say(*summary(task, settings.container, artifacts_uri(task_def, arn)))
+    return exit_code(task, settings.container)
+
+
+def step_tensorboard(args: argparse.Namespace) -> int:
+    settings = load_settings(args.configs)
+    cmd = ssm_command(settings, args.instance, os.environ.get("TENSORBOARD_PORT") or "6006")
+    if args.print:
+        print(shlex.join(cmd))
+        return 0
+    os.environ["AWS_PAGER"] = ""
+    os.execvp(cmd[0], cmd)  # runtask.sh runs this in the background and stops it on exit
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfodkit.runtask",
+                                     description="The steps of runtask.sh (see its --help).")
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("check", help="validate configs.json (and the run's inputs); no AWS call")
+    p.add_argument("configs")
+    p.add_argument("inputs", nargs="*", metavar="RECORDS MODEL CONFIG HPARAMS")
+    p = sub.add_parser("launch", help="run-task with the training command; prints the task ARN")
+    for name in ("configs", "records", "model", "config", "hparams"):
+        p.add_argument(name)
+    for name in ("wait", "follow"):
+        p = sub.add_parser(name, help="wait for RUNNING" if name == "wait" else "stream the log until the task stops")
+        p.add_argument("configs")
+        p.add_argument("task")
+    p = sub.add_parser("tensorboard", help="run (exec) the SSM port forwarding to the container instance")
+    p.add_argument("configs")
+    p.add_argument("instance")
+    p.add_argument("--print", action="store_true", help="print the command instead of running it")
+    args = parser.parse_args(argv)
+    steps = {"check": step_check, "launch": step_launch, "wait": step_wait, "follow": step_follow,
+             "tensorboard": step_tensorboard}
+    try:
+        return steps[args.step](args)
+    except AwsError as exc:
+        raise UserError(str(exc), "check the profile and region in configs.json, and your AWS login", FAILURE) from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
