@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{', cuDNN ' + build['cudnn_version'] if build.get('cudnn_version') else ''}")
         print(f"{'GPUs visible':<26} {len(gpus)}{': ' + ', '.join(g.name for g in gpus) if gpus else ''}")
         import object_detection.model_lib_v2  # noqa: F401  (the training code path imports)
+        import tensorboard.default  # noqa: F401  (what `tensorboard` loads at start-up)
     except Exception as exc:  # noqa: BLE001 - report any import failure as the missing piece
         problems.append(f"TensorFlow/TFOD import failed: {type(exc).__name__}: {exc}")
         args.skip_models = True
