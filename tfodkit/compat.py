@@ -58,7 +58,8 @@ if not VERBOSE:
     # start prints at ERROR level; doctor reports the visible GPUs instead.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|tf_keras|keras|tf_slim)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(tensorflow|tf_keras|keras|tf_slim|tensorboard)")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 import tensorflow as tf  # noqa: E402
