@@ -258,3 +258,20 @@ def test_given_label_map_sets_ids_and_unknown_classes_are_dropped(faulty, tmp_pa
     assert data["totals"]["dropped"]["boxes"]["unknown_class"] == 1 and data["totals"]["adds_up"]
     decoded = decode_all(records_of(tmp_path / "out"))
     assert decoded["raccoon-5.jpg"]["classes"] == [] and decoded["raccoon-1.jpg"]["classes"] == [3]
+
+
+def test_broken_xml_and_an_image_annotated_twice(faulty, tmp_path):
+    images, annotations = faulty
+    (annotations / "broken.xml").write_text("<annotation><filename>broken.jpg</filename><object>")
+    shutil.copy(annotations / "raccoon-5.xml", annotations / "zz-raccoon-5.xml")
+    data = convert.run("voc", images, annotations, tmp_path / "out", workers=2, progress=False, out=io.StringIO())
+    items = [p for p in data["problems"]["items"] if p["kind"] in ("duplicate_file", "bad_annotation")]
+    assert items[0] == {"kind": "duplicate_file", "file": "raccoon-5.jpg", "where": "zz-raccoon-5.xml",
+                        "detail": "raccoon-5.jpg is annotated again in zz-raccoon-5.xml (first in raccoon-5.xml); "
+                                  "1 box(es) dropped"}
+    assert items[1]["kind"] == "bad_annotation" and items[1]["where"] == "broken.xml"
+    assert items[1]["detail"].startswith("cannot read broken.xml: ")
+    assert data["totals"]["input"]["images"] == 12 and data["totals"]["written"]["images"] == 7
+    assert data["totals"]["dropped"]["images"] == {"missing_image": 1, "unreadable_image": 2, "duplicate_file": 1,
+                                                   "bad_annotation": 1}
+    assert data["totals"]["adds_up"]

@@ -146,8 +146,8 @@ class Checker:
         problems = labelmap.problems_of(items, str(path))
         for problem in problems:
             self.add("label_map", str(path), problem)
-        self.names = {id_: name or display for id_, name, display in items if not (id_ == 0 and "background"
-                                                                                   in (name, display))}
+        background = {id_ for id_, name, display in items if id_ == 0 and "background" in (name, display)}
+        self.names = {id_: name or display for id_, name, display in items if id_ not in background}
         self.valid_label_map = not problems
 
     def class_name(self, label: int) -> str:
@@ -456,6 +456,8 @@ def run(records: Path, label_map: Path | None = None, samples: Path | None = Non
     """Check records; returns the summary (``errors`` > 0 means the check failed)."""
     out = out or sys.stdout
     files, folder = find_records(Path(records))
+    if label_map is not None and not Path(label_map).is_file():
+        raise UserError(f"label map {label_map} not found", "check the --label_map path")
     if label_map is None and folder is not None and (folder / "classes.pbtxt").is_file():
         label_map = folder / "classes.pbtxt"
     checker = Checker(Path(label_map) if label_map else None, n_samples=n_samples)

@@ -3,17 +3,18 @@
 The flow, and why:
 
 1. Read the annotations (VOC XML files are parsed in the worker pool).
-2. Split the images into training and testing, deterministic by seed and
-   stratified by each image's rarest class, so every class with two or more
-   images lands on both sides (largest-remainder quotas keep the total at
-   round(test_fraction * images)).
-3. Workers (forked once TensorFlow is imported) read each image, check it, and
+2. Find byte-identical images (sizes first, then 8 KiB, then a full hash).
+3. Split the images into training and testing, deterministic by seed and
+   stratified by each image's rarest class, so rare classes land on both
+   sides where they can (largest-remainder quotas keep the total at
+   round(test_fraction * images)); identical images stay on one side.
+4. Workers (forked once TensorFlow is imported) read each image, check it, and
    write its tf.train.Example into a per-chunk TFRecord file. The parent takes
    the chunks in order and appends each whole file to its shard (chunks go
    round robin over the shards) with ``copy_file_range``: image bytes never
    pass through a pipe and the parent stays nearly idle. At most a few chunks
    are in flight, so memory stays flat whatever the dataset's size.
-4. Everything is written under a staging folder inside the output folder and
+5. Everything is written under a staging folder inside the output folder and
    renamed into place only when complete; on any failure (or problems with
    ``--strict``) the staging folder is removed and nothing is left behind.
 """
