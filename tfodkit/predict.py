@@ -1,0 +1,682 @@
+"""predict.py: draw labelled boxes on images with an exported TFOD model, and write JSON.
+
+    python predict.py --model EXPORT_DIR [--labels classes.pbtxt] --images "a.jpg, photos/, shots/*.png" \
+        [--output_dir results] [--output_file_prefix result] [--min_confidence 0.5] [--format jpg|png] \
+        [--json [FILE]] [--max_detections N] [--classes "cat, dog"] [--batch_size N] [--workers N] [--inflight N]
+
+The model is loaded once and warmed up; images are decoded (EXIF orientation
+applied, any mode converted to RGB) by worker threads ahead of the model, and
+drawn and written by other threads behind it, so the model is never idle
+waiting for files; two model calls run at once by default. Only a bounded window of images is in memory at any time.
+Every output (pictures and the JSON file) is written to a temporary name and
+renamed into place. An image that cannot be read is named on stderr and
+skipped; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tfodkit.errors import FAILURE, UserError, cli, did_you_mean
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+PROGRESS_ABOVE = 3  # show a progress bar for more images than this
+MODEL_FIX = "give the exporter's output directory (it holds saved_model/) or its saved_model/ directory"
+LABELS_FIX = "give the label map the model was trained with, e.g. records/classes.pbtxt"
+FORMATS = {"jpg": ("JPEG", {"quality": 90}), "png": ("PNG", {"compress_level": 1})}
+
+# (boxes [N, 4] normalised ymin, xmin, ymax, xmax; class ids [N]; scores [N]) for one image
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+DetectFn = Callable[[np.ndarray], list[Detections]]
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def load_label_map(path: Path) -> dict[int, str]:
+    """{class id: display name} from a TFOD label map (``item { id: 1 name: 'cat' }``)."""
+    from google.protobuf import text_format
+    from object_detection.protos import string_int_label_map_pb2
+
+    if not path.is_file():
+        raise UserError(f"label map {path} does not exist" if not path.exists() else f"label map {path} is not a file",
+                        LABELS_FIX)
+    label_map = string_int_label_map_pb2.StringIntLabelMap()
+    try:
+        text_format.Parse(path.read_text(), label_map)
+    except (text_format.ParseError, UnicodeDecodeError) as exc:
+        raise UserError(f"label map {path} is not valid: {str(exc).splitlines()[0]}",
+                        "it should hold items like: item { id: 1 name: 'cat' }") from None
+    labels: dict[int, str] = {}
+    for item in label_map.item:
+        name = item.display_name or item.name
+        if not name:
+            raise UserError(f"label map {path}: item with id {item.id} has no name", "give every item a name")
+        if item.id in labels:
+            raise UserError(f"label map {path}: id {item.id} is used twice ({labels[item.id]!r}, {name!r})",
+                            "give every class its own id")
+        labels[item.id] = name
+    if not labels:
+        raise UserError(f"label map {path} has no items", "it should hold items like: item { id: 1 name: 'cat' }")
+    return labels
+
+
+def class_name(class_id: int, labels: dict[int, str]) -> str:
+    """The label map's name for a class id, or "class N" when the label map lacks it."""
+    return labels.get(class_id, f"class {class_id}")
+
+
+def label_text(class_id: int, score: float, labels: dict[int, str]) -> str:
+    """What is drawn above a box: "cat: 87%"."""
+    return f"{class_name(class_id, labels)}: {round(100 * score)}%"
+
+
+def class_colour(class_id: int) -> tuple[int, int, int]:
+    """One bright colour per class id; neighbouring ids get far-apart hues (golden-ratio steps)."""
+    hue = (0.13 + class_id * 0.6180339887) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.8, 1.0)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``background``."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
+def parse_classes(spec: str, labels: dict[int, str]) -> set[int]:
+    """--classes "cat, dog" (names, or ids) to class ids; an unknown name is a one-line error."""
+    by_name = {name.lower(): i for i, name in labels.items()}
+    ids: set[int] = set()
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token.lower() in by_name:
+            ids.add(by_name[token.lower()])
+        elif token.isdigit() or (token.lower().startswith("class ") and token[6:].strip().isdigit()):
+            ids.add(int(token.split()[-1]))
+        else:
+            hint = did_you_mean(token, list(labels.values())) or f"the label map has: {', '.join(labels.values())}"
+            raise UserError(f"--classes: {token!r} is not in the label map", hint)
+    if not ids:
+        raise UserError("--classes is empty", 'give class names separated by commas, e.g. --classes "cat, dog"')
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path  # image to read
+    dst: Path  # picture to write
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def expand_images(specs: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, directories (their images, not recursive) and glob patterns, comma-separated.
+
+    Returns (image paths in order without duplicates, [(spec, problem)] for what matched nothing).
+    """
+    import glob
+
+    found: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for spec in specs:
+        tokens = [spec] if os.path.exists(spec) else spec.split(",")
+        for token in (t.strip() for t in tokens):
+            if not token:
+                continue
+            path = Path(token).expanduser()
+            if path.is_dir():
+                items = sorted(p for p in path.iterdir() if _is_image_name(p) and p.is_file())
+                if not items:
+                    problems.append((token, f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this directory"))
+            elif any(c in token for c in "*?["):
+                items = sorted(Path(m) for m in glob.glob(str(path), recursive=True)
+                               if _is_image_name(Path(m)) and os.path.isfile(m))
+                if not items:
+                    problems.append((token, "no image files match this pattern"))
+            elif path.exists():
+                items = [path]
+            else:
+                problems.append((token, "no such file"))
+                continue
+            for item in items:
+                key = os.path.realpath(item)
+                if key not in seen:
+                    seen.add(key)
+                    found.append(item)
+    return found, problems
+
+
+def plan_outputs(images: Sequence[Path], output_dir: Path, prefix: str, fmt: str) -> list[Job]:
+    """One output name per image, ``<prefix>_<stem>.<fmt>``, unique, never an input file."""
+    taken = {os.path.realpath(p).lower() for p in images}
+    jobs = []
+    for src in images:
+        base = f"{prefix}_{src.stem}" if prefix else src.stem
+        dst, n = output_dir / f"{base}.{fmt}", 1
+        while os.path.realpath(dst).lower() in taken:
+            n += 1
+            dst = output_dir / f"{base}-{n}.{fmt}"
+        taken.add(os.path.realpath(dst).lower())
+        jobs.append(Job(src, dst))
+    return jobs
+
+
+def load_image(path: Path):
+    """An RGB PIL image as a person sees it: EXIF orientation applied, alpha over white, 16-bit scaled."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        opened.load()
+        image = ImageOps.exif_transpose(opened)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+        image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    return image
+
+
+def _reason(exc: BaseException) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (or a format Pillow cannot read)"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace(f" '{exc.filename}'", "") if isinstance(exc, OSError) and exc.filename else text
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+
+_fonts = threading.local()
+
+
+def _font(size: int):
+    """The default FreeType font at ``size`` px (one per thread: FreeType faces are not thread-safe)."""
+    from PIL import ImageFont
+
+    cache = _fonts.__dict__.setdefault("cache", {})
+    if size not in cache:
+        cache[size] = ImageFont.load_default(size=size)
+    return cache[size]
+
+
+def draw_detections(image, detections: Sequence[dict]) -> None:
+    """Draw boxes and "name: score" labels on a PIL RGB image, in place.
+
+    Each box and label is in its class's colour with a thin black or white rim,
+    and the label text in black or white, so it reads on any background.
+    """
+    from PIL import ImageDraw
+
+    if not detections:
+        return
+    draw = ImageDraw.Draw(image)
+    width, height = image.size
+    side = min(width, height)
+    line = max(2, round(side / 200))
+    font = _font(max(11, min(40, round(side / 24))))
+    pad = max(2, line // 2 + 1)
+    for det in sorted(detections, key=lambda d: d["score"]):  # best drawn last, on top
+        colour = class_colour(det["class_id"])
+        rim = text_colour(colour)
+        box = det["box"]
+        x0, y0, x1, y1 = box["xmin"], box["ymin"], box["xmax"], box["ymax"]
+        draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=rim, width=line + 2)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        text = f"{det['class_name']}: {round(100 * det['score'])}%"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+        tx = min(max(0.0, x0 - 1), max(0.0, width - tw))
+        ty = y0 - 1 - th if y0 - 1 - th >= 0 else max(0.0, y0)  # above the box, or inside it at the top edge
+        draw.rectangle((tx, ty, tx + tw, ty + th), fill=colour, outline=rim)
+        draw.text((tx + pad - left, ty + pad - top), text, fill=rim, font=font)
+
+
+def save_atomic(image, dst: Path, fmt: str) -> None:
+    """Write ``image`` to a temporary name beside ``dst``, then rename it into place."""
+    pil_format, options = FORMATS[fmt]
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        image.save(tmp, format=pil_format, **options)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _draw_and_save(image, detections: list[dict], dst: Path, fmt: str) -> None:
+    draw_detections(image, detections)
+    save_atomic(image, dst, fmt)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Options:
+    labels: dict[int, str]
+    min_confidence: float = 0.5
+    keep: set[int] | None = None  # class ids to keep, None for all
+    max_detections: int | None = None
+    fmt: str = "jpg"
+    batch_size: int = 1
+    workers: int = 2  # decoding threads, and drawing/writing threads
+    inflight: int = 2  # model calls running at once
+
+
+def to_records(detections: Detections, width: int, height: int, options: Options) -> list[dict]:
+    """The JSON records of one image's detections that pass the filters, best first."""
+    boxes, classes, scores = detections
+    records = []
+    for i in np.argsort(-scores, kind="stable"):
+        score, class_id = float(scores[i]), int(classes[i])
+        if score < options.min_confidence or (options.keep is not None and class_id not in options.keep):
+            continue
+        ymin, xmin, ymax, xmax = (float(v) for v in boxes[i])
+        records.append({
+            "class_id": class_id,
+            "class_name": class_name(class_id, options.labels),
+            "score": round(score, 6),
+            "box": {"xmin": round(xmin * width, 2), "ymin": round(ymin * height, 2),
+                    "xmax": round(xmax * width, 2), "ymax": round(ymax * height, 2)},
+            "box_normalized": {"xmin": round(xmin, 6), "ymin": round(ymin, 6),
+                               "xmax": round(xmax, 6), "ymax": round(ymax, 6)},
+        })
+        if options.max_detections is not None and len(records) >= options.max_detections:
+            break
+    return records
+
+
+class JsonStream:
+    """One JSON file written entry by entry (never all in memory), renamed into place at the end."""
+
+    def __init__(self, path: Path, header: dict):
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.file = open(self.tmp, "w")  # noqa: SIM115 - closed by close() / abort()
+        self.file.write(json.dumps(header, indent=1)[:-2] + ',\n "images": [')
+        self.count = 0
+
+    def add(self, entry: dict) -> None:
+        self.file.write(("\n  " if self.count == 0 else ",\n  ") + json.dumps(entry))
+        self.count += 1
+
+    def close(self, errors: list[dict], summary: dict) -> None:
+        self.file.write(f'\n ],\n "errors": {json.dumps(errors)},\n "summary": {json.dumps(summary)}\n}}\n')
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Summary:
+    images: int = 0  # pictures written
+    detections: int = 0
+    seconds: float = 0.0
+    failed: list[dict] = field(default_factory=list)  # [{"image": ..., "error": ...}]
+
+    @property
+    def rate(self) -> float:
+        return (self.images + len(self.failed)) / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+Decoded = tuple[Job, object, Exception | None]  # (job, PIL image or None, error or None)
+
+
+def _decoded(jobs: Iterable[Job], pool: ThreadPoolExecutor, ahead: int) -> Iterator[Decoded]:
+    """(job, image, None) or (job, None, error) in input order, ``ahead`` decodes in flight."""
+    it = iter(jobs)
+    window: deque[tuple[Job, Future]] = deque()
+
+    def fill() -> None:
+        while len(window) < ahead and (job := next(it, None)) is not None:
+            window.append((job, pool.submit(load_image, job.src)))
+
+    fill()
+    while window:
+        job, future = window.popleft()
+        fill()
+        try:
+            yield job, future.result(), None
+        except Exception as exc:  # noqa: BLE001 - any unreadable image is reported and skipped
+            yield job, None, exc
+
+
+def _batches(decoded: Iterator[Decoded], size: int) -> Iterator[list[Decoded]]:
+    """Consecutive same-size images grouped up to ``size``; a failure is a group of its own."""
+    batch: list = []
+    for item in decoded:
+        job, image, error = item
+        if batch and (error is not None or len(batch) >= size or image.size != batch[0][1].size):
+            yield batch
+            batch = []
+        if error is not None:
+            yield [item]
+        else:
+            batch.append(item)
+            if size == 1:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def run(jobs: Sequence[Job], detect: DetectFn, options: Options, json_stream: JsonStream | None = None,
+        progress: bool | None = None, report: Callable[[str], None] | None = None) -> Summary:
+    """Decode ahead, detect, draw and write behind; stream JSON entries in input order."""
+    from tqdm import tqdm
+
+    summary = Summary()
+    bar = tqdm(total=len(jobs), unit="img", file=sys.stderr, dynamic_ncols=True, leave=False,
+               disable=(len(jobs) <= PROGRESS_ABOVE) if progress is None else not progress)
+    say = report or (lambda text: tqdm.write(text, file=sys.stderr))
+
+    def fail(job: Job, what: str) -> None:
+        say(f"error: {what} (skipped)")
+        summary.failed.append({"image": str(job.src), "error": what})
+        bar.update(1)
+
+    def finish(job: Job, size: tuple[int, int], records: list[dict], future: Future) -> None:
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - a write failure is reported by name
+            fail(job, f"cannot write {job.dst}: {_reason(exc)}")
+            return
+        summary.images += 1
+        summary.detections += len(records)
+        if json_stream is not None:
+            json_stream.add({"image": str(job.src), "output": str(job.dst), "width": size[0], "height": size[1],
+                             "detections": records})
+        bar.update(1)
+
+    def infer(group: list[Decoded]) -> Future:
+        arrays = [np.asarray(image) for _, image, _ in group]
+        batch = arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)
+        if infer_pool is not None:
+            return infer_pool.submit(detect, batch)
+        future: Future = Future()
+        try:
+            future.set_result(detect(batch))
+        except Exception as exc:  # noqa: BLE001 - reported per image by handoff()
+            future.set_exception(exc)
+        return future
+
+    def handoff(group: list[Decoded], future: Future) -> None:
+        """Detections of one model call to the JSON records and the draw-and-write threads."""
+        try:
+            results = future.result()
+        except Exception as exc:  # noqa: BLE001 - the model failing on one image must not lose the others
+            for job, _, _ in group:
+                fail(job, f"inference failed on {job.src}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            return
+        for (job, image, _), result in zip(group, results, strict=True):
+            records = to_records(result, image.width, image.height, options)
+            pending.append((job, image.size, records,
+                            write_pool.submit(_draw_and_save, image, records, job.dst, options.fmt)))
+        while len(pending) > 2 * workers:
+            finish(*pending.popleft())
+
+    workers = max(1, options.workers)
+    decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="predict-decode")
+    write_pool = ThreadPoolExecutor(workers, thread_name_prefix="predict-write")
+    infer_pool = ThreadPoolExecutor(options.inflight, thread_name_prefix="predict-infer") \
+        if options.inflight > 1 else None
+    running: deque = deque()  # (group, future) model calls in flight, oldest first
+    pending: deque = deque()  # (job, size, records, future) pictures being drawn and written, oldest first
+    start = time.perf_counter()
+    try:
+        ahead = 2 * workers + options.batch_size * options.inflight
+        for group in _batches(_decoded(jobs, decode_pool, ahead), options.batch_size):
+            if group[0][2] is not None:
+                job, _, error = group[0]
+                fail(job, f"cannot read {job.src}: {_reason(error)}")
+                continue
+            running.append((group, infer(group)))
+            del group
+            while len(running) >= options.inflight:
+                handoff(*running.popleft())
+        while running:
+            handoff(*running.popleft())
+        while pending:
+            finish(*pending.popleft())
+    finally:
+        for pool in (decode_pool, infer_pool, write_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+def find_saved_model(path: Path) -> Path:
+    """The SavedModel directory: ``path/saved_model`` (the exporter's output) or ``path`` itself."""
+    if not path.exists():
+        raise UserError(f"model {path} does not exist", MODEL_FIX)
+    for candidate in (path / "saved_model", path):
+        if (candidate / "saved_model.pb").is_file() or (candidate / "saved_model.pbtxt").is_file():
+            return candidate
+    raise UserError(f"no SavedModel in {path} (no saved_model.pb there or in saved_model/)", MODEL_FIX)
+
+
+class Detector:
+    """The exported model's serving signature, called on uint8 [N, H, W, 3] batches."""
+
+    OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+
+    def __init__(self, model_path: Path):
+        import tfodkit.compat  # noqa: F401
+
+        import tensorflow as tf
+
+        self.tf = tf
+        self.path = find_saved_model(model_path)
+        try:
+            self.model = tf.saved_model.load(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - any load failure is one line naming the model
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the SavedModel in {self.path}: {text}", MODEL_FIX) from None
+        signature = getattr(self.model, "signatures", {}).get("serving_default")
+        if signature is None:
+            raise UserError(f"the SavedModel in {self.path} has no serving_default signature",
+                            "export it with TFOD's exporter (python -m tfodkit export)")
+        inputs = signature.structured_input_signature[1]
+        outputs = set(signature.structured_outputs)
+        if len(inputs) != 1 or not set(self.OUTPUTS) <= outputs:
+            raise UserError(f"the SavedModel in {self.path} is not a TFOD detection model (its signature takes "
+                            f"{sorted(inputs)} and returns {sorted(outputs)[:6]})",
+                            "export the model with TFOD's exporter, input_type image_tensor")
+        (self.input_name, spec), = inputs.items()
+        if spec.dtype not in (tf.uint8, tf.float32) or spec.shape.rank != 4:
+            raise UserError(f"the SavedModel in {self.path} takes {spec.dtype.name} {spec.shape} input, not images",
+                            "export the model with input_type image_tensor (or float_image_tensor)")
+        self.signature = signature
+        self.dtype = spec.dtype
+        # TFOD's image_tensor export declares [1, None, None, 3]: fed a batch, it silently answers
+        # for the first image only, so a batch dimension of 1 means one image per call.
+        self.max_batch = spec.shape[0] if spec.shape[0] is not None else None
+
+    def __call__(self, batch: np.ndarray) -> list[Detections]:
+        if self.max_batch is not None and len(batch) > self.max_batch:
+            return [r for i in range(0, len(batch), self.max_batch) for r in self(batch[i:i + self.max_batch])]
+        tensor = self.tf.constant(batch) if self.dtype == self.tf.uint8 else self.tf.constant(batch, self.dtype)
+        out = self.signature(**{self.input_name: tensor})
+        boxes = out["detection_boxes"].numpy()
+        if boxes.shape[0] != len(batch):
+            if len(batch) == 1:
+                raise RuntimeError(f"the model returned {boxes.shape[0]} results for one image")
+            self.max_batch = 1  # the signature does not really take batches: one image per call from now on
+            return self(batch)
+        classes = out["detection_classes"].numpy()
+        scores = out["detection_scores"].numpy()
+        counts = out["num_detections"].numpy().astype(int).reshape(-1)
+        return [(boxes[i, :n], classes[i, :n].astype(int), scores[i, :n]) for i, n in enumerate(counts)]
+
+    def warm_up(self) -> float:
+        """One call on a blank image (the first call compiles; about a second). Returns its seconds."""
+        start = time.perf_counter()
+        self(np.full((1, 320, 320, 3), 128, np.uint8))
+        return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="predict.py", description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 when every image was written, 1 when some could not be read or written "
+               "(each is named on stderr), 2 for bad usage (missing model, label map, no images).")
+    parser.add_argument("--model", type=Path, required=True,
+                        help="the exporter's output directory (holds saved_model/) or its saved_model/ directory")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="label map (.pbtxt) the model was trained with (default: label_map.pbtxt beside "
+                             "saved_model/, which tfodkit's export writes)")
+    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGES",
+                        help='image files, directories and glob patterns, comma-separated: "a.jpg, photos/, *.png"')
+    parser.add_argument("--output_dir", type=Path, default=Path("results"), help="where pictures go (default results)")
+    parser.add_argument("--output_file_prefix", default="result",
+                        help="pictures are named PREFIX_<image name>.<format> (default result)")
+    parser.add_argument("--min_confidence", type=float, default=0.5, help="keep detections scoring at least this "
+                        "(0-1, default 0.5)")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="jpg", help="picture format (default jpg)")
+    parser.add_argument("--json", nargs="?", const="", default=None, metavar="FILE",
+                        help="also write every detection to one JSON file (default FILE: "
+                             "OUTPUT_DIR/PREFIX_detections.json)")
+    parser.add_argument("--max_detections", type=int, default=None, help="keep at most N detections per image")
+    parser.add_argument("--classes", default=None, help='keep only these class names, e.g. "cat, dog"')
+    parser.add_argument("--batch_size", type=int, default=1,
+                        help="images per model call when the model takes batches (TFOD's image_tensor export "
+                             "takes one; default 1)")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2),
+                        help="threads decoding ahead and threads drawing/writing behind (default min(4, CPUs))")
+    parser.add_argument("--inflight", type=int, default=2,
+                        help="model calls running at once: a second call uses the cores one call leaves idle "
+                             "(default 2)")
+    return parser.parse_args(argv)
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not 0.0 <= args.min_confidence <= 1.0:
+        raise UserError(f"--min_confidence {args.min_confidence} is not between 0 and 1", "e.g. --min_confidence 0.5")
+    for flag in ("max_detections", "batch_size", "workers", "inflight"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag} {value} must be at least 1", f"e.g. --{flag} {8 if flag == 'batch_size' else 1}")
+
+    if args.labels is None:
+        saved_model = find_saved_model(args.model)
+        args.labels = saved_model.parent / "label_map.pbtxt"
+        if not args.labels.is_file():
+            raise UserError(f"no --labels given and no label_map.pbtxt beside {saved_model}", LABELS_FIX)
+    labels = load_label_map(args.labels)
+    keep = parse_classes(args.classes, labels) if args.classes is not None else None
+    find_saved_model(args.model)  # fail before listing thousands of images
+
+    images, problems = expand_images(args.images)
+    if not images:
+        found = "; ".join(f"{spec}: {problem}" for spec, problem in problems) or "empty"
+        raise UserError(f"no images to predict on ({found})",
+                        "give image files, directories or glob patterns, separated by commas")
+    failed = [{"image": spec, "error": problem} for spec, problem in problems]
+    for item in failed:
+        print(f"error: {item['image']}: {item['error']} (skipped)", file=sys.stderr)
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --output_dir {args.output_dir}: {exc.strerror}",
+                        "choose a directory you can write to") from None
+    jobs = plan_outputs(images, args.output_dir, args.output_file_prefix, args.format)
+    json_path = None
+    if args.json is not None:
+        default_name = f"{args.output_file_prefix}_detections.json" if args.output_file_prefix else "detections.json"
+        json_path = Path(args.json) if args.json else args.output_dir / default_name
+        if not json_path.parent.is_dir():
+            raise UserError(f"--json {json_path}: directory {json_path.parent} does not exist", "create it first")
+
+    start = time.perf_counter()
+    detector = Detector(args.model)
+    batch_size = args.batch_size
+    if detector.max_batch is not None and batch_size > detector.max_batch:
+        print(f"note: this model's serving signature takes {detector.max_batch} image per call; running "
+              f"--batch_size {detector.max_batch} (decoding and writing still overlap inference)", file=sys.stderr)
+        batch_size = detector.max_batch
+    warm = detector.warm_up()
+    print(f"predict: model {detector.path} loaded in {time.perf_counter() - start - warm:.1f} s, "
+          f"warmed up in {warm:.1f} s; {len(jobs)} images", file=sys.stderr)
+
+    options = Options(labels=labels, min_confidence=args.min_confidence, keep=keep,
+                      max_detections=args.max_detections, fmt=args.format, batch_size=batch_size,
+                      workers=args.workers, inflight=args.inflight)
+    stream = None
+    if json_path is not None:
+        stream = JsonStream(json_path, {"model": str(detector.path), "labels": str(args.labels),
+                                        "min_confidence": args.min_confidence,
+                                        "classes": sorted(keep) if keep is not None else None,
+                                        "max_detections": args.max_detections})
+    try:
+        summary = run(jobs, detector, options, stream)
+    except BaseException:
+        if stream is not None:
+            stream.abort()
+        raise
+    summary.failed[:0] = failed
+    if stream is not None:
+        stream.close(summary.failed, {"images": summary.images, "detections": summary.detections,
+                                      "failed": len(summary.failed), "seconds": round(summary.seconds, 3)})
+
+    print(f"predict: {summary.images} images, {summary.detections} detections, "
+          f"{summary.rate:.1f} images/s ({summary.seconds:.1f} s); pictures in {args.output_dir}"
+          + (f", detections in {json_path}" if json_path else ""))
+    if summary.failed:
+        print(f"error: {len(summary.failed)} of the inputs could not be read or written: "
+              f"{', '.join(item['image'] for item in summary.failed[:5])}"
+              f"{' ...' if len(summary.failed) > 5 else ''} (see the messages above)", file=sys.stderr)
+        return FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
