@@ -24,6 +24,21 @@ lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 test: install ## run the whole test suite
 	$(PY) -m pytest
 
+# Predict (README: Predict): an exported model on images -> pictures + JSON.
+# LABELS defaults to label_map.pbtxt beside saved_model/; PREDICT_ARGS go to predict.py.
+EXPORTED     ?= exported_model
+RESULTS      ?= results
+LABELS       ?=
+PREDICT_ARGS ?=
+.PHONY: predict bench-predict
+
+predict: install ## boxes + JSON: EXPORTED=dir IMAGES="a.jpg, dir/, *.png" [LABELS=pbtxt] [RESULTS=dir]
+	$(PY) predict.py --model "$(EXPORTED)" $(if $(LABELS),--labels "$(LABELS)") --images "$(IMAGES)" \
+	  --output_dir "$(RESULTS)" --json $(PREDICT_ARGS)
+
+bench-predict: install ## predict.py vs a plain serving loop and a seed-style loop (bench/results/predict.json)
+	VENV=$(VENV) bench/predict
+
 lock: ## re-resolve requirements/*.in into the lock files (needs the package registry)
 	$(PY) scripts/lock.py
 
