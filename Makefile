@@ -42,6 +42,41 @@ bench-predict: install ## predict.py vs a plain serving loop and a seed-style lo
 lock: ## re-resolve requirements/*.in into the lock files (needs the package registry)
 	$(PY) scripts/lock.py
 
+# Datasets (README: Prepare a dataset): annotations -> a records folder
+# (training/testing .record, classes.pbtxt, dataset.json); a check of records.
+DATASET_ARGS ?=
+CHECK_ARGS   ?=
+.PHONY: dataset check-dataset bench-dataset
+
+dataset: install ## annotations to records: FORMAT=voc|coco|csv|lisa IMAGES=dir ANNOTATIONS=path OUT=dir
+	$(PY) -m tfodkit.dataset convert --format "$(FORMAT)" --images "$(IMAGES)" \
+	  --annotations "$(ANNOTATIONS)" --output_dir "$(OUT)" $(DATASET_ARGS)
+
+check-dataset: install ## decode and validate records with TFOD's decoder: RECORDS=dir|file
+	$(PY) -m tfodkit.dataset check "$(RECORDS)" $(CHECK_ARGS)
+
+bench-dataset: install ## dataset convert vs a plain single-process converter (bench/results/dataset.json)
+	VENV=$(VENV) bench/dataset
+
+# The main job, offline on CPU: synthetic shapes -> records -> train.sh ->
+# predict.py on held-out images (about 15 minutes on 2 cores).
+DEMO_DIR ?= demo
+IMAGE    ?= tfodkit
+TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
+.PHONY: demo build push bench-train
+
+demo: install ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
+	@VENV=$(VENV) scripts/demo.sh $(DEMO_DIR)
+
+build: ## build the GPU Docker image IMAGE:TAG (needs a Docker engine)
+	docker build -t $(IMAGE):$(TAG) .
+
+push: ## push IMAGE:TAG, e.g. IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/tfodkit
+	docker push $(IMAGE):$(TAG)
+
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time
+	$(PY) bench/train.py
+
 # AWS: the ECS GPU training cluster in terraform/ (see terraform/README.md).
 # TFVARS is the variables file; TF_ARGS go to terraform (e.g. -auto-approve).
 TFVARS ?= terraform/config.tfvars

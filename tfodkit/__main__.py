@@ -8,6 +8,13 @@ import sys
 COMMANDS = {
     "doctor": ("tfodkit.doctor", "check the installation and build one model per meta-architecture"),
     "dataset": ("tfodkit.dataset", "convert annotations (VOC, COCO, CSV, LISA) to TFRecords; check records"),
+    "zoo": ("tfodkit.zoo", "list the TF2 zoo models, resolve a name, download one"),
+    "train": ("tfodkit.train", "train a pipeline.config for exactly its steps, resumably"),
+    "evaluate": ("tfodkit.evaluate", "one-shot COCO evaluation of the latest checkpoint"),
+    "export": ("tfodkit.export", "export the latest checkpoint as a SavedModel (and TFLite)"),
+    "predict": ("tfodkit.predict", "draw labelled boxes on images with an exported model; JSON detections"),
+    "artifacts": ("tfodkit.artifacts", "the S3 artifacts sidecar: sync training and export dirs"),
+    "synthetic": ("tfodkit.synthetic", "make the synthetic shapes dataset the demo trains on"),
 }
 
 

@@ -4,7 +4,8 @@
 
 Writes DIR/images/*.jpg with DIR/annotations.csv in the TFOD-tutorial CSV
 format (filename,width,height,class,xmin,ymin,xmax,ymax; pixel corners), and
-DIR/holdout/*.jpg: images never annotated nor trained on, for predict.py.
+DIR/holdout/*.jpg: images never trained on, for predict.py, with their true
+boxes in DIR/holdout.csv (same format) to check the predictions against.
 The demo and the end-to-end tests make their data with it: no download.
 """
 
@@ -54,22 +55,29 @@ def generate(output_dir: Path, images: int = 240, holdout: int = 12, size: int =
     rng = random.Random(seed)
     (output_dir / "images").mkdir(parents=True, exist_ok=True)
     (output_dir / "holdout").mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, held = [], []
     for i in range(images):
         image, boxes = draw_image(rng, size)
         name = f"shapes-{i:05d}.jpg"
         image.save(output_dir / "images" / name, quality=92)
         rows += [(name, size, size, *box) for box in boxes]
     for i in range(holdout):
-        image, _ = draw_image(rng, size)
-        image.save(output_dir / "holdout" / f"holdout-{i:03d}.jpg", quality=92)
-    tmp = output_dir / ".annotations.csv.tmp"
+        image, boxes = draw_image(rng, size)
+        name = f"holdout-{i:03d}.jpg"
+        image.save(output_dir / "holdout" / name, quality=92)
+        held += [(name, size, size, *box) for box in boxes]
+    _write_csv(output_dir / "annotations.csv", rows)
+    _write_csv(output_dir / "holdout.csv", held)
+    return output_dir
+
+
+def _write_csv(path: Path, rows: list) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
         writer.writerows(rows)
-    tmp.replace(output_dir / "annotations.csv")
-    return output_dir
+    tmp.replace(path)
 
 
 @cli

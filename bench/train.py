@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""bench/train: the toolkit against TFOD's own scripts, side by side in one run.
+
+    .venv/bin/python bench/train.py [--steps 200] [--batch_size 4] [--out bench/results/train.json]
+
+(a) training speed: steady-state steps/s of tfodkit.train (inside train.sh)
+    against TFOD's model_main_tf2.py on the same pipeline.config and records
+    (model_main_tf2 reports the per-step time of its last 100-step chunk; the
+    toolkit excludes its first, tracing, step). Target ratio >= 0.98.
+(b) whole pipeline: wall time of train.sh (train, one-shot evaluation, export)
+    against the seed-style sequence model_main_tf2.py train, model_main_tf2.py
+    eval with --eval_timeout=300, exporter_main_v2.py, for the same steps.
+    Target ratio <= 0.5.
+
+Both sides train SSD MobileNet V2 FPNLite 320x320 from scratch on the same
+synthetic records; --steps must be a multiple of 100 (fact 7 of DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SSD = "SSD MobileNet V2 FPNLite 320x320"
+# TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
+TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.argv[1:]; " \
+              "runpy.run_module({module!r}, run_name='__main__')"
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
+    start = time.monotonic()
+    with open(log, "w") as out:
+        status = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - start
+    if status != 0:
+        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed with status {status} (see {log})")
+    return seconds
+
+
+def tfod(module: str, *args: str) -> list[str]:
+    code = TFOD_SCRIPT.format(name=module.rsplit(".", 1)[-1] + ".py", module=module)
+    return [sys.executable, "-c", code, *args]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train.json")
+    parser.add_argument("--work_dir", type=Path, default=None, help="default: a temporary directory")
+    args = parser.parse_args()
+    if args.steps % 100 or args.steps < 200:
+        parser.error("--steps must be a multiple of 100, at least 200 (model_main_tf2 runs chunks of 100)")
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TENSORBOARD": "0", "TFOD_FROM_SCRATCH": "1",
+           "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
+    py = sys.executable
+
+    print(f"bench/train: data in {work}", flush=True)
+    run([py, "-m", "tfodkit.synthetic", "--output_dir", str(work / "data"), "--images", str(args.images),
+         "--holdout", "0"], work / "synthetic.log", env)
+    run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(work / "data" / "images"),
+         "--annotations", str(work / "data" / "annotations.csv"), "--output_dir", str(work / "records"),
+         "--no_progress"], work / "convert.log", env)
+    hparams = work / "hparams.json"
+    hparams.write_text(json.dumps({"batch_size": args.batch_size, "train_steps": args.steps,
+                                   "checkpoint_every_n": 100}))
+
+    print(f"bench/train: toolkit: train.sh, {args.steps} steps, batch {args.batch_size} ...", flush=True)
+    ours = work / "toolkit"
+    ours_seconds = run(["bash", str(ROOT / "train.sh"), str(work / "models"), str(ours / "training"),
+                        str(ours / "exported"), str(work / "records"), SSD, "", str(hparams)],
+                       work / "toolkit.log", env)
+    ours_rate = json.loads((ours / "training" / "train.json").read_text())["steps_per_sec"]
+    config = ours / "training" / "pipeline.config"  # the same config for TFOD's scripts
+
+    print("bench/train: seed style: model_main_tf2 train, eval (--eval_timeout=300), exporter_main_v2 ...",
+          flush=True)
+    seed = work / "seed"
+    seed.mkdir()
+    train_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
+                       f"--model_dir={seed / 'training'}", f"--num_train_steps={args.steps}",
+                       "--checkpoint_every_n=100", "--alsologtostderr"), work / "seed-train.log", env)
+    per_step = re.findall(r"per-step time ([0-9.]+)s", (work / "seed-train.log").read_text())
+    if not per_step:
+        raise SystemExit(f"error: no 'per-step time' in {work / 'seed-train.log'}")
+    tfod_rate = 1.0 / float(per_step[-1])
+    eval_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
+                      f"--model_dir={seed / 'training'}", f"--checkpoint_dir={seed / 'training'}",
+                      "--eval_timeout=300", "--alsologtostderr"), work / "seed-eval.log", env)
+    export_s = run(tfod("object_detection.exporter_main_v2", "--input_type=image_tensor",
+                        f"--pipeline_config_path={config}", f"--trained_checkpoint_dir={seed / 'training'}",
+                        f"--output_directory={seed / 'exported'}"), work / "seed-export.log", env)
+    seed_seconds = train_s + eval_s + export_s
+
+    result = {
+        "steps": args.steps, "batch_size": args.batch_size, "cpu_count": os.cpu_count(),
+        "train_steps_per_sec": {"toolkit": ours_rate, "model_main_tf2": round(tfod_rate, 4),
+                                "ratio": round(ours_rate / tfod_rate, 3), "target": ">= 0.98"},
+        "pipeline_seconds": {"toolkit_train_sh": round(ours_seconds, 1),
+                             "seed_style": round(seed_seconds, 1),
+                             "seed_style_parts": {"train": round(train_s, 1), "eval": round(eval_s, 1),
+                                                  "export": round(export_s, 1)},
+                             "ratio": round(ours_seconds / seed_seconds, 3), "target": "<= 0.5"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    a, b = result["train_steps_per_sec"], result["pipeline_seconds"]
+    print(f"bench/train: (a) steps/s toolkit {a['toolkit']:.3f} vs model_main_tf2 {a['model_main_tf2']:.3f}: "
+          f"ratio {a['ratio']:.3f} (target >= 0.98)")
+    print(f"bench/train: (b) pipeline train.sh {b['toolkit_train_sh']:.0f} s vs seed style "
+          f"{b['seed_style']:.0f} s: ratio {b['ratio']:.3f} (target <= 0.5)")
+    print(f"bench/train: wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""train.sh end to end on CPU: real tiny training runs, S3 inputs from moto, kill and resume.
+
+These tests train a real SSD MobileNet V2 FPNLite 320x320 from scratch for a
+few steps on synthetic shapes (a few minutes on 2 cores in all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+SSD = "SSD MobileNet V2 FPNLite 320x320"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict[str, str]:
+    env = {**os.environ, "TENSORBOARD": "0", "TFOD_FROM_SCRATCH": "1", "PYTHON": sys.executable,
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    env.pop("AWS_PROFILE", None)
+    env.update(extra)
+    return env
+
+
+def train_sh(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "train.sh"), *map(str, args)], cwd=ROOT, env=env or _env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """24 synthetic images converted to records by the dataset tool, 4 held out."""
+    from tfodkit import synthetic
+
+    root = synthetic.generate(tmp_path_factory.mktemp("shapes"), images=24, holdout=4, seed=1)
+    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images",
+                          str(root / "images"), "--annotations", str(root / "annotations.csv"), "--output_dir",
+                          str(root / "records"), "--test_fraction", "0.25", "--no_progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    hparams = root / "hparams.json"
+    hparams.write_text(json.dumps({"batch_size": 2, "train_steps": 6, "checkpoint_every_n": 3}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def trained(shapes, moto_s3, tmp_path_factory):
+    """One full train.sh run, all seven arguments, every input from S3, TensorBoard on."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="inputs")
+    for f in (shapes / "records").iterdir():
+        if f.is_file():
+            s3.upload_file(str(f), "inputs", f"records/{f.name}")
+    s3.upload_file(str(ROOT / "configs" / "training.config"), "inputs", "configs/training.config")
+    s3.upload_file(str(shapes / "hparams.json"), "inputs", "configs/hparams.json")
+
+    work = tmp_path_factory.mktemp("run")
+    port = _free_port()
+    answers: list[int] = []
+    done = threading.Event()
+
+    def poll_tensorboard():
+        while not done.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    answers.append(r.status)
+            except OSError:
+                pass
+            done.wait(2)
+
+    poller = threading.Thread(target=poll_tensorboard, daemon=True)
+    poller.start()
+    args = (work / "models", work / "training", work / "exported", "s3://inputs/records", SSD,
+            "s3://inputs/configs/training.config", "s3://inputs/configs/hparams.json")
+    env = _env(AWS_ENDPOINT_URL=moto_s3, TENSORBOARD="1", TENSORBOARD_PORT=str(port))
+    result = train_sh(*args, env=env)
+    done.set()
+    poller.join()
+    return {"result": result, "work": work, "args": args, "env": env, "port": port, "tensorboard": answers}
+
+
+def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
+    result, work = trained["result"], trained["work"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    training = work / "training"
+    # inputs came from S3
+    assert (training / "inputs" / "records" / "training.record").stat().st_size > 0
+    assert (training / "inputs" / "hparams.json").is_file()
+    # exactly the requested steps, a checkpoint every 3 and one at the end
+    train = json.loads((training / "train.json").read_text())
+    assert train["status"] == "trained" and train["step"] == 6 == train["num_steps"]
+    assert {p.name for p in training.glob("ckpt-*.index")} == {"ckpt-3.index", "ckpt-6.index"}
+    assert "train: step 6/6 (100.0%)" in result.stdout
+    # one-shot evaluation on the final checkpoint
+    metrics = json.loads((training / "metrics.json").read_text())
+    assert metrics["checkpoint"].endswith("ckpt-6") and metrics["step"] == 6
+    assert set(metrics["per_class_AP"]) == {"circle", "square"}
+    for key in ("mAP", "mAP@0.5", "mAP@0.75"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert (training / "metrics_per_class.png").stat().st_size > 1000
+    # the export, atomically in place
+    exported = work / "exported"
+    assert (exported / "saved_model" / "saved_model.pb").is_file()
+    assert (exported / "label_map.pbtxt").read_text() == (training / "inputs" / "records" / "classes.pbtxt").read_text()
+    assert not [p for p in exported.parent.iterdir() if p.name.startswith(".exported")]
+    # run.json records every step and the outcome
+    run = json.loads((training / "run.json").read_text())
+    assert [s["name"] for s in run["steps"]] == ["fetch", "readconfig", "train", "evaluate", "export"]
+    assert all(s["status"] == 0 for s in run["steps"]) and run["status"] == 0
+    assert run["versions"]["tensorflow"] and len(run["pipeline_config_sha256"]) == 64
+    assert run["metrics"]["mAP@0.5"] == metrics["mAP@0.5"] and run["training"]["step"] == 6
+    # TensorBoard answered during the run and is gone after it
+    assert 200 in trained["tensorboard"]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{trained['port']}/", timeout=2)
+    # the override and hparams reached the config
+    config = (training / "pipeline.config").read_text()
+    assert "random_adjust_brightness" in config and "batch_size: 2" in config
+
+
+def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
+    training = trained["work"] / "training"
+    ckpt = training / "ckpt-6.index"
+    before = ckpt.stat().st_mtime_ns
+    result = train_sh(*trained["args"], env={**trained["env"], "TENSORBOARD": "0"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train: already trained to step 6/6: nothing to do" in result.stdout
+    assert "evaluate: " in result.stdout and "reusing it" in result.stdout
+    assert ckpt.stat().st_mtime_ns == before
+    assert not (training / "ckpt-7.index").exists()
+    run = json.loads((training / "run.json").read_text())
+    assert len(run["previous_runs"]) == 1 and run["status"] == 0
+
+
+LOAD = """
+import sys, json
+import tfodkit.compat
+import numpy as np, tensorflow as tf
+from PIL import Image
+model = tf.saved_model.load(sys.argv[1])
+out = {}
+for path in sys.argv[2:]:
+    image = np.asarray(Image.open(path).convert("RGB"))[None]
+    det = model(tf.constant(image))
+    out[path] = {"boxes": det["detection_boxes"].shape.as_list(), "num": int(det["num_detections"][0]),
+                 "classes": sorted(set(det["detection_classes"][0].numpy().astype(int).tolist()))}
+print(json.dumps(out))
+"""
+
+
+def test_exported_model_loads_in_a_fresh_process_and_detects(trained, shapes):
+    assert trained["result"].returncode == 0
+    images = sorted(str(p) for p in (shapes / "holdout").glob("*.jpg"))
+    out = subprocess.run([sys.executable, "-c", LOAD, str(trained["work"] / "exported" / "saved_model"), *images],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    detections = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(detections) == 4
+    for det in detections.values():
+        assert det["boxes"] == [1, 100, 4] and det["num"] == 100
+        assert set(det["classes"]) <= {1, 2}
+
+
+def _wait_for(proc: subprocess.Popen, predicate, lines: list[str], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if predicate(line):
+            return
+    raise AssertionError("never saw the expected line:\n" + "".join(lines[-30:]))
+
+
+def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(shapes, tmp_path):
+    hparams = tmp_path / "h.json"
+    hparams.write_text(json.dumps({"batch_size": 2, "train_steps": 40, "checkpoint_every_n": 1000}))
+    args = [str(a) for a in (tmp_path / "m", tmp_path / "training", tmp_path / "exported", shapes / "records", SSD,
+                             "", hparams)]
+    proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], cwd=ROOT, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    try:
+        # the first progress line after tracing: training is under way
+        _wait_for(proc, lambda ln: ln.startswith("train: step ") and "/40" in ln and not ln.startswith(
+            "train: step 1/"), lines, 600)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        lines.append(rest)
+        stop_seconds = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = "".join(lines)
+    assert proc.returncode == 143, log[-3000:]
+    assert stop_seconds < 60, f"took {stop_seconds:.0f} s to stop"
+    assert "stopped by SIGTERM at step" in log and "checkpoint saved" in log
+    train = json.loads((tmp_path / "training" / "train.json").read_text())
+    assert train["status"] == "interrupted" and 1 < train["step"] < 40
+    interrupted_at = train["step"]
+    assert (tmp_path / "training" / f"ckpt-{interrupted_at}.index").is_file()
+    assert not (tmp_path / "exported").exists()
+    run = json.loads((tmp_path / "training" / "run.json").read_text())
+    assert run["status"] == 143 and run["steps"][-1]["name"] == "train"
+
+    again = train_sh(*args)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"train: resuming from ckpt-{interrupted_at} at step {interrupted_at}/40" in again.stdout
+    train = json.loads((tmp_path / "training" / "train.json").read_text())
+    assert train["step"] == 40 and train["steps_this_run"] == 40 - interrupted_at
+    assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
+    hp = tmp_path / "h.json"
+    hp.write_text(json.dumps({"batch_size": 2, "train_steps": 3}))
+    from tfodkit import config
+
+    assert config.main(["--pretrained_model", SSD, "--records_dir", str(shapes / "records"), "--output_dir",
+                        str(tmp_path / "t"), "--hparams", str(hp), "--from_scratch", "--num_gpus", "2"]) == 0
+    out = subprocess.run([sys.executable, "-m", "tfodkit.train", "--pipeline_config", str(tmp_path / "t" /
+                          "pipeline.config"), "--model_dir", str(tmp_path / "t"), "--cpu_replicas", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "batch 2 over 2 replica(s)" in out.stdout
+    assert json.loads((tmp_path / "t" / "train.json").read_text())["step"] == 3
+    assert (tmp_path / "t" / "ckpt-3.index").is_file()
+
+
+def test_batch_not_divisible_by_replicas_fails_before_building(shapes, tmp_path):
+    hp = tmp_path / "h.json"
+    hp.write_text(json.dumps({"batch_size": 3, "train_steps": 3}))
+    from tfodkit import config
+
+    assert config.main(["--pretrained_model", SSD, "--records_dir", str(shapes / "records"), "--output_dir",
+                        str(tmp_path / "t"), "--hparams", str(hp), "--from_scratch", "--num_gpus", "0"]) == 0
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "tfodkit.train", "--pipeline_config", str(tmp_path / "t" /
+                          "pipeline.config"), "--model_dir", str(tmp_path / "t"), "--cpu_replicas", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: batch_size 3 is not divisible by the 2 replicas; TFOD would fail with: The `global_batch_size` 3 "
+        "is not divisible by `num_replicas_in_sync` 2 (set batch_size to a multiple of 2, e.g. 4)")
+    assert time.monotonic() - start < 60
+    assert not list((tmp_path / "t").glob("ckpt-*"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["a", "b"], "error: expected 5 to 7 arguments, got 2"),
+    (["m", "t", "e", "r", "SSD MobileNet V9"], "error: unknown zoo model 'SSD MobileNet V9' (did you mean: "),
+    (["m", "t", "e", "r", SSD, "", "/no/such/hparams.json"], "error: hparams file /no/such/hparams.json not found"),
+])
+def test_train_sh_bad_usage(tmp_path, args, message):
+    result = subprocess.run(["bash", str(ROOT / "train.sh"), *args], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "t").exists()
+
+
+def test_usage_text_lists_every_variable_the_script_reads():
+    text = (ROOT / "train.sh").read_text()
+    usage = text.split("cat <<'EOF'")[1].split("EOF")[0]
+    import re
+
+    used = set(re.findall(r"\$\{((?:TFOD|TENSORBOARD|ARTIFACTS|PYTHON)\w*)", text))
+    assert used and all(v in usage for v in used), used - {v for v in used if v in usage}
+
+
+def test_models_dir_with_a_tfod_checkout_goes_on_pythonpath(shapes, tmp_path):
+    """The seed's manual setup: <models_dir>/research/object_detection is imported from there."""
+    fake = tmp_path / "models" / "research" / "object_detection"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise SystemExit('imported the checkout')\n")
+    result = subprocess.run(["bash", str(ROOT / "train.sh"), str(tmp_path / "models"), str(tmp_path / "t"),
+                             str(tmp_path / "e"), str(shapes / "records"), SSD], cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert f"using TFOD from {tmp_path / 'models' / 'research'}" in result.stdout
+    assert "imported the checkout" in result.stderr  # readconfig imported TFOD from the checkout
+    assert result.returncode != 0
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["steps"][-1]["name"] == "readconfig" and run["status"] != 0
+
+
+def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
+    """Real third-party data: the dataset tool's records of raccoon train through train.sh."""
+    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "voc", "--images",
+                          str(raccoon / "images"), "--annotations", str(raccoon / "annotations"), "--output_dir",
+                          str(tmp_path / "records"), "--test_fraction", "0.05", "--no_progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    hparams = tmp_path / "h.json"
+    hparams.write_text(json.dumps({"batch_size": 2, "train_steps": 3}))
+    result = train_sh(tmp_path / "m", tmp_path / "training", tmp_path / "exported", tmp_path / "records", SSD, "",
+                      hparams)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "training" / "metrics.json").read_text())
+    splits = json.loads((tmp_path / "records" / "dataset.json").read_text())["splits"]
+    assert splits["training"]["images"] + splits["testing"]["images"] == 200
+    assert metrics["step"] == 3 and metrics["num_images"] == splits["testing"]["images"]
+    assert set(metrics["per_class_AP"]) == {"raccoon"}
+    assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()

@@ -1,0 +1,137 @@
+"""One-shot evaluation of the latest checkpoint with TFOD's COCO detection metrics.
+
+    python -m tfodkit.evaluate --pipeline_config TRAINING_DIR/pipeline.config --model_dir TRAINING_DIR
+
+TFOD's own evaluation (``model_main_tf2.py --checkpoint_dir``) waits for new
+checkpoints until ``eval_timeout`` (``../shared/DESIGN.md`` fact 8); this makes
+one pass over the eval records and returns. It writes MODEL_DIR/metrics.json
+(mAP, mAP@0.5, mAP@0.75, per-class AP, losses), a bar chart of per-class AP
+beside it (metrics_per_class.png), and TensorBoard events under MODEL_DIR/eval.
+A metrics.json already made for the latest checkpoint is reused.
+"""
+
+from __future__ import annotations
+
+import tfodkit.compat  # noqa: F401
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tfodkit.errors import FAILURE, UserError, cli
+
+PREFIX = "DetectionBoxes_Precision/"
+PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
+
+
+def summarize(raw: dict[str, float]) -> dict:
+    """The headline numbers of TFOD's COCO metrics dict."""
+    return {
+        "mAP": raw.get(PREFIX + "mAP"),
+        "mAP@0.5": raw.get(PREFIX + "mAP@.50IOU"),
+        "mAP@0.75": raw.get(PREFIX + "mAP@.75IOU"),
+        "per_class_AP": {k[len(PER_CLASS):]: v for k, v in raw.items() if k.startswith(PER_CLASS)},
+        "losses": {k.split("/", 1)[1]: v for k, v in raw.items() if k.startswith("Loss/")},
+    }
+
+
+def plot_per_class(per_class: dict[str, float], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(per_class, key=lambda n: per_class[n])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.35 * max(len(names), 1)))
+    values = [max(per_class[n], 0.0) for n in names]  # COCO reports -1 for classes without ground truth
+    bars = ax.barh(names, values, color="#3b7dd8")
+    for bar, name in zip(bars, names, strict=True):
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2,
+                "n/a" if per_class[name] < 0 else f"{per_class[name]:.3f}", va="center", fontsize=9)
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel("AP (COCO, IoU 0.50:0.95)")
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = None, force: bool = False) -> dict:
+    import tensorflow as tf
+    from object_detection import inputs, model_lib_v2
+    from object_detection.builders import model_builder
+    from object_detection.utils import config_util
+    from tqdm import tqdm
+
+    if not pipeline_config.is_file():
+        raise UserError(f"{pipeline_config} not found", "run readconfig.py first")
+    checkpoint = checkpoint or tf.train.latest_checkpoint(str(model_dir))
+    if not checkpoint:
+        raise UserError(f"no checkpoint in {model_dir}", "train first (python -m tfodkit.train)")
+    out = model_dir / "metrics.json"
+    if out.is_file() and not force:
+        previous = json.loads(out.read_text())
+        if previous.get("checkpoint") == str(checkpoint):
+            print(f"evaluate: {out} is already for {Path(checkpoint).name}: reusing it", flush=True)
+            return previous
+
+    configs = config_util.get_configs_from_pipeline_file(str(pipeline_config))
+    eval_config = configs["eval_config"]
+    if "coco_detection_metrics" not in eval_config.metrics_set:
+        eval_config.metrics_set.append("coco_detection_metrics")
+    eval_config.include_metrics_per_category = True
+    eval_input_config = configs["eval_input_configs"][0]
+    eval_input_config.num_epochs = 1
+    configs["eval_input_config"] = eval_input_config
+    count = sum(1 for p in eval_input_config.tf_record_input_reader.input_path
+                for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(p)))
+    if count == 0:
+        raise UserError("the eval records hold no example", "check testing.record", status=FAILURE)
+
+    model = model_builder.build(model_config=configs["model"], is_training=True)
+    dataset = inputs.eval_input(eval_config=eval_config, eval_input_config=eval_input_config,
+                                model_config=configs["model"], model=model)
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(step=step, model=model).restore(checkpoint).expect_partial()
+    print(f"evaluate: {count} images, checkpoint {Path(checkpoint).name}", flush=True)
+    start = time.monotonic()
+    writer = tf.summary.create_file_writer(str(model_dir / "eval"))
+    batches = -(-count // max(eval_config.batch_size, 1))
+    with writer.as_default():
+        progress = tqdm(dataset, total=batches, unit="batch", desc="evaluate", mininterval=5, leave=False)
+        raw = model_lib_v2.eager_eval_loop(model, configs, progress, global_step=step)
+    writer.flush()
+    raw = {k: float(v) for k, v in raw.items()}
+    result = {"checkpoint": str(checkpoint), "step": int(step.numpy()), "num_images": count,
+              **summarize(raw), "seconds": round(time.monotonic() - start, 1), "all": raw}
+    tmp = out.with_name(".metrics.json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(out)
+    if result["per_class_AP"]:
+        plot_per_class(result["per_class_AP"], model_dir / "metrics_per_class.png",
+                       f"per-class AP at step {result['step']} ({count} images)")
+    print(f"evaluate: mAP {result['mAP']:.3f}  mAP@0.5 {result['mAP@0.5']:.3f}  mAP@0.75 {result['mAP@0.75']:.3f}  "
+          f"({result['seconds']} s) -> {out}", flush=True)
+    for name, ap in sorted(result["per_class_AP"].items()):
+        print(f"evaluate:   AP {name:<20} {ap:.3f}", flush=True)
+    return result
+
+
+@cli
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfodkit.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline_config", type=Path, required=True)
+    parser.add_argument("--model_dir", type=Path, required=True, help="where the checkpoints are; metrics go there")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint prefix (default: the latest in model_dir)")
+    parser.add_argument("--force", action="store_true", help="evaluate even if metrics.json is for this checkpoint")
+    args = parser.parse_args(argv)
+    evaluate(args.pipeline_config, args.model_dir, args.checkpoint, args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
