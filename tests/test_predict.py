@@ -63,8 +63,12 @@ def loaded_once(monkeypatch, detector):
 
 @pytest.fixture(scope="module")
 def odd_images(tmp_path_factory) -> Path:
+    return make_odd_images(tmp_path_factory.mktemp("odd_images"))
+
+
+def make_odd_images(folder: Path) -> Path:
     """A corrupt JPEG, a greyscale JPEG, an RGBA PNG and an EXIF-rotated JPEG."""
-    folder = tmp_path_factory.mktemp("odd_images")
+    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(5)
     _noise(rng, (300, 220), "L").save(folder / "grey.jpg", quality=92)
     rgba = _noise(rng, (260, 260), "RGBA")
@@ -133,7 +137,13 @@ def test_folder_of_odd_images(folder_run, odd_images):
 
 
 def test_json_boxes_agree_with_the_saved_model(folder_run, signature):
-    for entry in folder_run["json"]["images"]:
+    assert_agrees_with_saved_model(folder_run["json"], signature)
+
+
+def assert_agrees_with_saved_model(detections_json: dict, signature) -> None:
+    """Every JSON entry's boxes, scores and classes are what the serving signature returns."""
+    assert detections_json["images"]
+    for entry in detections_json["images"]:
         ref = reference(signature, Path(entry["image"]))
         dets = entry["detections"]
         assert len(dets) == len(ref["scores"]) > 0

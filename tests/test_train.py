@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -334,3 +335,28 @@ def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
     assert metrics["step"] == 3 and metrics["num_images"] == splits["testing"]["images"]
     assert set(metrics["per_class_AP"]) == {"raccoon"}
     assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_predict_on_the_model_of_a_real_training_run(trained, tmp_path):
+    """predict.py (the CLI, in a fresh process) on the export of the training run above."""
+    import tfodkit.compat  # noqa: F401
+
+    import tensorflow as tf
+
+    from tests.test_predict import assert_agrees_with_saved_model, make_odd_images
+
+    assert trained["result"].returncode == 0
+    exported = trained["work"] / "exported"
+    folder = make_odd_images(tmp_path / "images")
+    out = subprocess.run([sys.executable, str(ROOT / "predict.py"), "--model", str(exported), "--images",
+                          str(folder), "--output_dir", str(tmp_path / "out"), "--min_confidence", "0", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "corrupt.jpg" in out.stderr
+    detections = json.loads((tmp_path / "out" / "result_detections.json").read_text())
+    assert sorted(Path(e["image"]).name for e in detections["images"]) == ["grey.jpg", "rgba.png", "rotated.jpg"]
+    for entry in detections["images"]:
+        assert Path(entry["output"]).is_file()
+        assert {d["class_name"] for d in entry["detections"]} <= {"circle", "square"}
+    signature = tf.saved_model.load(str(exported / "saved_model")).signatures["serving_default"]
+    assert_agrees_with_saved_model(detections, signature)
