@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfodkit.errors import UserError, cli
+from tfodkit.fsutil import write_text_atomic
 
 DEFAULT_DIRS = "experiments/training:experiments/exported_model"
 DEFAULT_INTERVAL = 60.0
@@ -110,10 +111,7 @@ class Syncer:
             return {}
 
     def _save(self) -> None:
-        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=0, sort_keys=True))
-        tmp.replace(self.manifest_path)
+        write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=0, sort_keys=True))
 
     def files(self) -> Iterator[tuple[Path, str]]:
         """(local file, S3 key); TFOD's `checkpoint` index after the shards it points to."""

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 from tfodkit import zoo
 from tfodkit.errors import UserError, cli, did_you_mean
+from tfodkit.fsutil import write_json_atomic, write_text_atomic
 from tfodkit.paths import BASE_CONFIGS
 
 # ----------------------------------------------------------------------------- hparams
@@ -519,18 +518,6 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
 
 # ----------------------------------------------------------------------------- CLI
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _short(value: Any, width: int = 48) -> str:
     if isinstance(value, float):
         value = f"{value:.6g}"  # float32 fields: 0.08, not 0.07999999821186066
@@ -617,10 +604,9 @@ def run(args: argparse.Namespace) -> Result:
 
     out = args.output_dir
     text = text_format.MessageToString(result.pipeline)
-    _atomic_write(out / "pipeline.config", text)
-    _atomic_write(out / "toolkit.json", json.dumps(
-        {**result.settings, "changes": [c.__dict__ for c in result.changes], "warnings": result.warnings},
-        indent=2, default=str) + "\n")
+    write_text_atomic(out / "pipeline.config", text)
+    write_json_atomic(out / "toolkit.json", {**result.settings, "changes": [c.__dict__ for c in result.changes],
+                                             "warnings": result.warnings})
     return result
 
 

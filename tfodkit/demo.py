@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.fsutil import write_json_atomic
 
 
 def iou(a: dict, b: dict) -> float:
@@ -70,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     held = match(demo / "data" / "holdout.csv", detections[0])
     report = {"mAP@0.5": metrics["mAP@0.5"], "mAP": metrics["mAP"], "test_images": metrics["num_images"],
               "holdout": held}
-    (demo / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json_atomic(demo / "report.json", report)
     print(f"demo: mAP@0.5 {metrics['mAP@0.5']:.3f} (mAP {metrics['mAP']:.3f}) on {metrics['num_images']} test images "
           f"never trained on")
     print(f"demo: held-out images: found {held['found']} of {held['shapes']} shapes "

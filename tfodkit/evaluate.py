@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.fsutil import write_json_atomic
 
 PREFIX = "DetectionBoxes_Precision/"
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
@@ -108,9 +109,7 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
     raw = {k: float(v) for k, v in raw.items()}
     result = {"checkpoint": str(checkpoint), "step": int(step.numpy()), "num_images": count,
               **summarize(raw), "seconds": round(time.monotonic() - start, 1), "all": raw}
-    tmp = out.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_json_atomic(out, result)
     if result["per_class_AP"]:
         plot_per_class(result["per_class_AP"], model_dir / "metrics_per_class.png",
                        f"per-class AP at step {result['step']} ({count} images)")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tfodkit import __version__
 from tfodkit.errors import cli
+from tfodkit.fsutil import write_json_atomic
 
 VERSIONS = ("tensorflow", "tf-keras", "tf-object-detection-api", "tf-models-official", "protobuf", "numpy")
 
@@ -36,10 +37,7 @@ def load(training_dir: Path) -> dict:
 
 
 def save(training_dir: Path, data: dict) -> None:
-    training_dir.mkdir(parents=True, exist_ok=True)
-    tmp = training_dir / ".run.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(_path(training_dir))
+    write_json_atomic(_path(training_dir), data)
 
 
 def _now() -> str:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.fsutil import write_json_atomic
 
 CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
 SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -261,9 +262,7 @@ def _summary(model_dir: Path, status: str, step: int, total: int, trained: int, 
              loss: float | None, rate: float = 0.0) -> dict:
     summary = {"status": status, "step": step, "num_steps": total, "steps_this_run": trained,
                "seconds": round(seconds, 2), "steps_per_sec": round(rate, 4), "final_loss": loss, "exit_status": 0}
-    tmp = model_dir / ".train.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(model_dir / "train.json")
+    write_json_atomic(model_dir / "train.json", summary)
     return summary
 
 
