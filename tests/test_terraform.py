@@ -513,8 +513,11 @@ def fake_terraform(tmp_path: Path, stdout: str) -> dict[str, str]:
 
 
 def test_make_targets_pass_the_tfvars_file_to_the_script():
-    out = subprocess.run(["make", "-n", "plan", "apply", "destroy", "setup", "runtask-config", "TFVARS=my.tfvars"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # Under `make test` the outer make's MAKELEVEL/MAKEFLAGS would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    out = subprocess.run(["make", "-n", "--no-print-directory", "plan", "apply", "destroy", "setup",
+                          "runtask-config", "TFVARS=my.tfvars"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     assert [line.strip() for line in out.stdout.splitlines()] == [
         "TFVARS=my.tfvars scripts/terraform.sh plan",
