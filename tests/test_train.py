@@ -329,9 +329,11 @@ def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     hparams = tmp_path / "h.json"
     hparams.write_text(json.dumps({"batch_size": 2, "train_steps": 3}))
-    result = train_sh(tmp_path / "m", tmp_path / "training", tmp_path / "exported", tmp_path / "records", SSD, "",
-                      hparams)
+    # all seven arguments, every input local (the S3 run above is the remote twin)
+    result = train_sh(tmp_path / "m", tmp_path / "training", tmp_path / "exported", tmp_path / "records", SSD,
+                      ROOT / "configs" / "training.config", hparams)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "random_adjust_brightness" in (tmp_path / "training" / "pipeline.config").read_text()
     metrics = json.loads((tmp_path / "training" / "metrics.json").read_text())
     splits = json.loads((tmp_path / "records" / "dataset.json").read_text())["splits"]
     assert splits["training"]["images"] + splits["testing"]["images"] == 200
