@@ -61,6 +61,7 @@ def main() -> int:
     if args.steps % 100 or args.steps < 200:
         parser.error("--steps must be a multiple of 100, at least 200 (model_main_tf2 runs chunks of 100)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TENSORBOARD": "0", "TFOD_FROM_SCRATCH": "1",
            "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
     py = sys.executable
