@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SSD = "SSD MobileNet V2 FPNLite 320x320"
 # TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
 TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.argv[1:]; " \
-              "runpy.run_module({module!r}, run_name='__main__')"
+              "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
 
 
 def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
