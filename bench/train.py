@@ -88,6 +88,7 @@ def main() -> int:
           flush=True)
     seed = work / "seed"
     seed.mkdir()
+    env = {**env, "TFOD_VERBOSE": "1"}  # TFOD's INFO lines carry its per-step time
     train_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
                        f"--model_dir={seed / 'training'}", f"--num_train_steps={args.steps}",
                        "--checkpoint_every_n=100", "--alsologtostderr"), work / "seed-train.log", env)
