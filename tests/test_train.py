@@ -264,6 +264,38 @@ def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
     assert (tmp_path / "t" / "ckpt-3.index").is_file()
 
 
+def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):
+    """The users' main path: start from a zoo checkpoint (here a real one of random weights, 90 classes)."""
+    import tfodkit.compat  # noqa: F401  (before TensorFlow)
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tests.untrained_model import write_pretrained_dir
+    from tfodkit import config
+
+    pre = write_pretrained_dir(tmp_path / "pre", seed=3)
+    hp = tmp_path / "h.json"
+    hp.write_text(json.dumps({"batch_size": 2, "train_steps": 2}))
+    assert config.main(["--pretrained_model", SSD, "--records_dir", str(shapes / "records"), "--output_dir",
+                        str(tmp_path / "t"), "--hparams", str(hp), "--pretrained_dir", str(pre)]) == 0
+    out = subprocess.run([sys.executable, "-m", "tfodkit.train", "--pipeline_config", str(tmp_path / "t" /
+                          "pipeline.config"), "--model_dir", str(tmp_path / "t")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"fine-tuning from {pre / 'checkpoint' / 'ckpt-0'} (detection)" in out.stdout
+    before = tf.train.load_checkpoint(str(pre / "checkpoint" / "ckpt-0"))
+    after = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(tmp_path / "t")))
+    shapes_before, shapes_after = before.get_variable_to_shape_map(), after.get_variable_to_shape_map()
+    backbone = [k for k in shapes_before if "_feature_extractor" in k and "kernel/.ATTRIBUTES" in k]
+    assert len(backbone) > 50 and all(k in shapes_after for k in backbone)
+    # two steps away from the zoo weights, not a fresh random init (which would correlate ~0)
+    corr = {k: np.corrcoef(before.get_tensor(k).ravel(), after.get_tensor(k).ravel())[0, 1] for k in backbone}
+    assert min(corr.values()) > 0.5 and np.median(list(corr.values())) > 0.95, sorted(corr.values())[:5]
+    head = [k for k in shapes_before if "class_predictions_with_background" in k and "pointwise_kernel" in k]
+    assert head and all(shapes_before[k][-1] != shapes_after[k][-1] for k in head)  # 90 classes -> 2: new head
+
+
 def test_batch_not_divisible_by_replicas_fails_before_building(shapes, tmp_path):
     hp = tmp_path / "h.json"
     hp.write_text(json.dumps({"batch_size": 3, "train_steps": 3}))

@@ -60,3 +60,33 @@ def export_untrained_ssd(out_dir: Path, num_classes: int = 2, seed: int = 0) -> 
     tf.train.Checkpoint(model=model).save(str(ckpt_dir / "ckpt"))
     exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(ckpt_dir), str(out_dir))
     return Path(out_dir)
+
+
+def write_pretrained_dir(out_dir: Path, seed: int = 0) -> Path:
+    """A zoo-style pretrained directory with a real checkpoint: what readconfig --pretrained_dir takes.
+
+    ``out_dir/pipeline.config`` is the zoo config of SSD MobileNet V2 FPNLite
+    320x320 (90 COCO classes) and ``out_dir/checkpoint/ckpt-0`` holds every
+    variable of that model, randomly initialised with ``seed``: the same layout
+    and object graph as a downloaded zoo checkpoint, so fine-tuning restores from
+    it exactly as it would from the zoo's.
+    """
+    import tfodkit.compat  # noqa: F401
+
+    import tensorflow as tf
+    from object_detection.builders import model_builder
+    from object_detection.utils import config_util
+
+    tf.random.set_seed(seed)
+    configs = config_util.get_configs_from_pipeline_file(str(CONFIG))
+    model = model_builder.build(model_config=configs["model"], is_training=True)
+    image = tf.random.stateless_uniform([1, 320, 320, 3], seed=[seed, 2], maxval=255.0)
+    prepped, shapes = model.preprocess(image)
+    model.predict(prepped, shapes)  # creates the variables
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+    (out_dir / "pipeline.config").write_text(CONFIG.read_text())
+    ckpt = tf.train.Checkpoint(model=model)
+    ckpt.save_counter  # noqa: B018 - zoo checkpoints hold it (saved by a CheckpointManager); TFOD's restore checks
+    ckpt.write(str(out_dir / "checkpoint" / "ckpt-0"))
+    return out_dir
