@@ -126,6 +126,9 @@ def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     metrics = json.loads((training / "metrics.json").read_text())
     assert metrics["checkpoint"].endswith("ckpt-6") and metrics["step"] == 6
     assert set(metrics["per_class_AP"]) == {"circle", "square"}
+    testing = json.loads((training / "inputs" / "records" / "dataset.json").read_text())["splits"]["testing"]
+    assert metrics["num_images"] == testing["images"] > 0  # counted by the evaluation pass itself
+    assert f"evaluate: checkpoint ckpt-6, {testing['images']} images (dataset.json)" in result.stdout
     for key in ("mAP", "mAP@0.5", "mAP@0.75"):
         assert 0.0 <= metrics[key] <= 1.0
     assert (training / "metrics_per_class.png").stat().st_size > 1000
@@ -161,6 +164,33 @@ def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
     assert not (training / "ckpt-7.index").exists()
     run = json.loads((training / "run.json").read_text())
     assert len(run["previous_runs"]) == 1 and run["status"] == 0
+
+
+def test_evaluate_rejects_empty_eval_records_in_one_line(trained, tmp_path):
+    training = trained["work"] / "training"
+    (tmp_path / "testing.record").write_bytes(b"")
+    config = (training / "pipeline.config").read_text()
+    eval_path = str(training / "inputs" / "records" / "testing.record")
+    assert eval_path in config
+    (tmp_path / "pipeline.config").write_text(config.replace(eval_path, str(tmp_path / "testing.record")))
+    out = subprocess.run([sys.executable, "-m", "tfodkit.evaluate", "--pipeline_config", str(tmp_path /
+                          "pipeline.config"), "--model_dir", str(training), "--force"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: the eval records {tmp_path / 'testing.record'} hold no example (check testing.record)")
+    assert json.loads((training / "metrics.json").read_text())["step"] == 6  # the previous metrics stay
+
+
+def test_expected_images_reads_the_dataset_tools_report(tmp_path):
+    from tfodkit.evaluate import expected_images
+
+    assert expected_images([str(tmp_path / "testing.record")]) is None  # no dataset.json
+    (tmp_path / "dataset.json").write_text(json.dumps({"splits": {"testing": {"images": 7}}}))
+    assert expected_images([str(tmp_path / "testing.record")]) == 7
+    assert expected_images([str(tmp_path / "testing-?????-of-00004.record")]) == 7
+    assert expected_images([str(tmp_path / "validation.record")]) is None
+    assert expected_images([str(tmp_path / "testing.record"), "/elsewhere/testing.record"]) is None
 
 
 LOAD = """

@@ -61,10 +61,27 @@ def plot_per_class(per_class: dict[str, float], path: Path, title: str) -> None:
     tmp.replace(path)
 
 
+def expected_images(input_paths: Sequence[str]) -> int | None:
+    """The image count the dataset tool recorded for these records (dataset.json beside them), or None.
+
+    Only sizes the progress bar: the evaluation counts the images it reads.
+    """
+    folders = {Path(p).parent for p in input_paths}
+    splits = {Path(p).name.split(".")[0].split("-")[0] for p in input_paths}
+    if len(folders) != 1 or len(splits) != 1:
+        return None
+    try:
+        stats = json.loads((folders.pop() / "dataset.json").read_text())["splits"][splits.pop()]
+        return int(stats["images"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = None, force: bool = False) -> dict:
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2
     from object_detection.builders import model_builder
+    from object_detection.core import standard_fields as fields
     from object_detection.utils import config_util
     from tqdm import tqdm
 
@@ -88,24 +105,35 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
     eval_input_config = configs["eval_input_configs"][0]
     eval_input_config.num_epochs = 1
     configs["eval_input_config"] = eval_input_config
-    count = sum(1 for p in eval_input_config.tf_record_input_reader.input_path
-                for _ in tf.data.TFRecordDataset(tf.io.gfile.glob(p)))
-    if count == 0:
-        raise UserError("the eval records hold no example", "check testing.record", status=FAILURE)
+    input_paths = list(eval_input_config.tf_record_input_reader.input_path)
+    files = [f for p in input_paths for f in tf.io.gfile.glob(p)]
+    if not any(next(iter(tf.data.TFRecordDataset(f).take(1)), None) is not None for f in files):
+        raise UserError(f"the eval records {', '.join(input_paths)} hold no example", "check testing.record",
+                        status=FAILURE)
 
     model = model_builder.build(model_config=configs["model"], is_training=True)
     dataset = inputs.eval_input(eval_config=eval_config, eval_input_config=eval_input_config,
                                 model_config=configs["model"], model=model)
     step = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(step=step, model=model).restore(checkpoint).expect_partial()
-    print(f"evaluate: {count} images, checkpoint {Path(checkpoint).name}", flush=True)
+    expected = expected_images(input_paths)
+    print(f"evaluate: checkpoint {Path(checkpoint).name}"
+          + (f", {expected} images (dataset.json)" if expected else ""), flush=True)
     start = time.monotonic()
     writer = tf.summary.create_file_writer(str(model_dir / "eval"))
-    batches = -(-count // max(eval_config.batch_size, 1))
+    seen = [0]
+
+    def counted(batches):  # the one read of the records counts the images as it goes
+        for features, labels in batches:
+            seen[0] += int(features[fields.InputDataFields.image].shape[0])
+            yield features, labels
+
     with writer.as_default():
-        progress = tqdm(dataset, total=batches, unit="batch", desc="evaluate", mininterval=5, leave=False)
-        raw = model_lib_v2.eager_eval_loop(model, configs, progress, global_step=step)
+        total = -(-expected // max(eval_config.batch_size, 1)) if expected else None
+        progress = tqdm(dataset, total=total, unit="batch", desc="evaluate", mininterval=5, leave=False)
+        raw = model_lib_v2.eager_eval_loop(model, configs, counted(progress), global_step=step)
     writer.flush()
+    count = seen[0]
     raw = {k: float(v) for k, v in raw.items()}
     result = {"checkpoint": str(checkpoint), "step": int(step.numpy()), "num_images": count,
               **summarize(raw), "seconds": round(time.monotonic() - start, 1), "all": raw}
