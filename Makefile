@@ -74,7 +74,7 @@ build: ## build the GPU Docker image IMAGE:TAG (needs a Docker engine)
 push: ## push IMAGE:TAG, e.g. IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/tfodkit
 	docker push $(IMAGE):$(TAG)
 
-bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~23 min)
 	$(PY) bench/train.py
 
 # AWS: the ECS GPU training cluster in terraform/ (see terraform/README.md).

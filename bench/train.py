@@ -6,7 +6,10 @@
 (a) training speed: steady-state steps/s of tfodkit.train (inside train.sh)
     against TFOD's model_main_tf2.py on the same pipeline.config and records
     (model_main_tf2 reports the per-step time of its last 100-step chunk; the
-    toolkit excludes its first, tracing, step). Target ratio >= 0.98.
+    toolkit excludes its first, tracing, step). Runs on a shared machine vary
+    by ~10%, so --rounds (default 3) alternates the two: round 1 is the
+    pipeline runs of (b), later rounds train only, in alternating order; the
+    ratio is best against best (as timeit does). Target ratio >= 0.98.
 (b) whole pipeline: wall time of train.sh (train, one-shot evaluation, export)
     against the seed-style sequence model_main_tf2.py train, model_main_tf2.py
     eval with --eval_timeout=300, exporter_main_v2.py, for the same steps.
@@ -39,6 +42,14 @@ SSD = "SSD MobileNet V2 FPNLite 320x320"
 # TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
 TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.argv[1:]; " \
               "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+
+
+def tfod_rate(log: Path) -> float:
+    """model_main_tf2's steps/s over its last 100-step chunk (its 'per-step time' INFO line)."""
+    per_step = re.findall(r"per-step time ([0-9.]+)s", log.read_text())
+    if not per_step:
+        raise SystemExit(f"error: no 'per-step time' in {log}")
+    return 1.0 / float(per_step[-1])
 
 
 def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
@@ -82,7 +93,10 @@ def main() -> int:
     parser.add_argument("--work_dir", type=Path, default=None, help="default: a temporary directory")
     parser.add_argument("--seed_checkpoint_every_n", type=int, default=None,
                         help="pass --checkpoint_every_n to model_main_tf2 (default: not passed, as the seed did)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the steps/s comparison (a), >= 1")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.steps % 100 or args.steps < 200:
         parser.error("--steps must be a multiple of 100, at least 200 (model_main_tf2 runs chunks of 100)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -120,10 +134,7 @@ def main() -> int:
     train_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
                        f"--model_dir={seed / 'training'}", f"--num_train_steps={args.steps}", *every,
                        "--alsologtostderr"), work / "seed-train.log", env)
-    per_step = re.findall(r"per-step time ([0-9.]+)s", (work / "seed-train.log").read_text())
-    if not per_step:
-        raise SystemExit(f"error: no 'per-step time' in {work / 'seed-train.log'}")
-    tfod_rate = 1.0 / float(per_step[-1])
+    rates = {"toolkit": [ours_rate], "model_main_tf2": [tfod_rate(work / "seed-train.log")]}
     eval_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
                       f"--model_dir={seed / 'training'}", f"--checkpoint_dir={seed / 'training'}",
                       "--eval_timeout=300", "--alsologtostderr"), work / "seed-eval.log", env)
@@ -131,13 +142,29 @@ def main() -> int:
                         f"--pipeline_config_path={config}", f"--trained_checkpoint_dir={seed / 'training'}",
                         f"--output_directory={seed / 'exported'}"), work / "seed-export.log", env)
     seed_seconds = train_s + eval_s + export_s
+    for r in range(2, args.rounds + 1):
+        print(f"bench/train: (a) round {r}/{args.rounds}: training only, both sides ...", flush=True)
+        sides = ["model_main_tf2", "toolkit"] if r % 2 == 0 else ["toolkit", "model_main_tf2"]
+        for side in sides:
+            model_dir, log = work / f"round{r}" / side, work / f"round{r}-{side}.log"
+            if side == "toolkit":
+                run([py, "-m", "tfodkit.train", "--pipeline_config", str(config), "--model_dir", str(model_dir)],
+                    log, env)
+                rates[side].append(json.loads((model_dir / "train.json").read_text())["steps_per_sec"])
+            else:
+                run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
+                         f"--model_dir={model_dir}", f"--num_train_steps={args.steps}", "--alsologtostderr"),
+                    log, env)
+                rates[side].append(tfod_rate(log))
+    ours_rate, best_tfod = max(rates["toolkit"]), max(rates["model_main_tf2"])
     ours_step = checkpoint_step(json.loads((ours / "exported" / "export.json").read_text())["checkpoint"])
     seed_step = checkpoint_step(latest_checkpoint(seed / "training"))
 
     result = {
         "steps": args.steps, "batch_size": args.batch_size, "cpu_count": os.cpu_count(),
-        "train_steps_per_sec": {"toolkit": ours_rate, "model_main_tf2": round(tfod_rate, 4),
-                                "ratio": round(ours_rate / tfod_rate, 3), "target": ">= 0.98"},
+        "train_steps_per_sec": {"toolkit": ours_rate, "model_main_tf2": round(best_tfod, 4),
+                                "ratio": round(ours_rate / best_tfod, 3), "target": ">= 0.98",
+                                "rounds": {k: [round(v, 4) for v in vs] for k, vs in rates.items()}},
         "pipeline_seconds": {"toolkit_train_sh": round(ours_seconds, 1),
                              "seed_style": round(seed_seconds, 1),
                              "seed_style_parts": {"train": round(train_s, 1), "eval": round(eval_s, 1),
@@ -150,8 +177,8 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     a, b = result["train_steps_per_sec"], result["pipeline_seconds"]
-    print(f"bench/train: (a) steps/s toolkit {a['toolkit']:.3f} vs model_main_tf2 {a['model_main_tf2']:.3f}: "
-          f"ratio {a['ratio']:.3f} (target >= 0.98)")
+    print(f"bench/train: (a) steps/s toolkit {a['toolkit']:.3f} vs model_main_tf2 {a['model_main_tf2']:.3f} "
+          f"(best of {args.rounds} rounds each): ratio {a['ratio']:.3f} (target >= 0.98)")
     print(f"bench/train: (b) pipeline train.sh {b['toolkit_train_sh']:.0f} s vs seed style "
           f"{b['seed_style']:.0f} s (train {train_s:.0f} + eval {eval_s:.0f} + export {export_s:.0f}): "
           f"ratio {b['ratio']:.3f} (target <= 0.5)")
