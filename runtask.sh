@@ -82,6 +82,7 @@ main() {
     [[ -z "${TFODKIT_PYTHON:-}" ]] || die "TFODKIT_PYTHON=$py is not an executable Python" 2
     py=$(command -v python3) || die "python3 not found (run make install, or set TFODKIT_PYTHON)" 2
   fi
+  PATH="$PATH:$root/.venv/bin"  # make install's aws CLI v1, when there is no other
   command -v aws >/dev/null || die "aws CLI not found (install AWS CLI v2, or run make install for v1 in .venv/bin)" 2
   export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" RUNTASK_SELF="$0" STOP_ON_INTERRUPT="$stop"
   RT=("$py" -m tfodkit.runtask)

@@ -31,8 +31,9 @@ environment:
   PYTHON                   Python with the toolkit's dependencies (default: .venv/bin/python
                            beside this script, else python3)
 
-exit status: 0 when every step succeeded; 2 bad usage; 143 stopped by SIGTERM
-(a checkpoint was saved: rerun to resume); otherwise the failed step's status.
+exit status: 0 when every step succeeded; 2 bad usage; 143 stopped by SIGTERM,
+130 by SIGINT/Ctrl-C (during training a checkpoint is saved first: rerun to
+resume); otherwise the failed step's status.
 EOF
 }
 
@@ -43,12 +44,18 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 child=""
 tensorboard_pid=""
 finished=0
+received=""
 
-forward() {  # pass SIGTERM/SIGINT on to the running step, which saves and exits
-  local sig=$1
-  log "received SIG$sig: passing it to the running step"
-  [[ -n "$child" ]] && kill "-$sig" "$child" 2>/dev/null || true
+# SIGTERM/SIGINT: stop the running step with SIGTERM (training saves a checkpoint
+# first) and start no other. SIGTERM because background steps ignore SIGINT when
+# job control is off, as in any script.
+forward() {
+  received=$1
+  log "received SIG$1: stopping the running step"
+  [[ -n "$child" ]] && kill -TERM "$child" 2>/dev/null || true
 }
+
+signal_status() { if [[ "$received" == INT ]]; then echo 130; else echo 143; fi; }
 
 cleanup() {
   local rc=$?
@@ -73,19 +80,23 @@ run_child() {
   return "$rc"
 }
 
+stop() {  # stop <status>: record the outcome in run.json and exit with it
+  "$PY" -m tfodkit.runlog finish --training_dir "$TRAINING_DIR" --export_dir "$EXPORT_DIR" --status "$1"
+  finished=1
+  exit "$1"
+}
+
 step() {
   local name=$1 t0=$SECONDS rc=0
   shift
+  [[ -z "$received" ]] || stop "$(signal_status)"  # a signal between steps: start no other
   log "step $name: start"
   run_child "$@" || rc=$?
+  if ((rc != 0)) && [[ -n "$received" ]]; then rc=$(signal_status); fi
   "$PY" -m tfodkit.runlog step --training_dir "$TRAINING_DIR" --name "$name" --status "$rc" \
     --seconds "$((SECONDS - t0))"
   log "step $name: status $rc after $((SECONDS - t0)) s"
-  if ((rc != 0)); then
-    "$PY" -m tfodkit.runlog finish --training_dir "$TRAINING_DIR" --export_dir "$EXPORT_DIR" --status "$rc"
-    finished=1
-    exit "$rc"
-  fi
+  ((rc == 0)) || stop "$rc"
 }
 
 fetch_file() {  # fetch_file <local path or s3 URI> <dest dir>: prints the local path
@@ -141,6 +152,7 @@ main() {
     if [[ -x "$HERE/.venv/bin/python" ]]; then PY="$HERE/.venv/bin/python"; else PY=python3; fi
   fi
   command -v "$PY" >/dev/null || die "$PY not found (run make install, or set PYTHON)"
+  PATH="$PATH:$HERE/.venv/bin"  # make install's aws CLI, when there is no other
   if [[ "$RECORDS$CONFIG$HPARAMS${ARTIFACTS_URI:-}" == *s3://* ]]; then
     command -v aws >/dev/null || die "the aws CLI is needed for s3:// inputs (run make install)"
   fi

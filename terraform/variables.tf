@@ -45,7 +45,7 @@ variable "tags" {
 ################################################################################
 
 variable "vpc_cidr" {
-  description = "IPv4 CIDR block of the VPC; the subnets are /20s carved from it (a /16 to /18)."
+  description = "IPv4 CIDR block of the VPC, a /16 to /18; the subnets take 4 more prefix bits (/20s from a /16, /22s from a /18)."
   type        = string
   default     = "10.42.0.0/16"
 
@@ -141,7 +141,7 @@ variable "ami_ssm_parameter" {
 ################################################################################
 
 variable "container_image" {
-  description = "The toolkit's GPU image (built from the repository's Dockerfile), e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/tfod:latest. Its WORKDIR is /opt/tfod and its ENTRYPOINT train.sh. In ECR, the execution role may pull exactly that repository; any other registry must be public."
+  description = "The toolkit's GPU image (built from the repository's Dockerfile), e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/tfodkit:1a2b3c4 (make build IMAGE=... tags it with the git commit). Its WORKDIR is /opt/tfod and its ENTRYPOINT train.sh. In ECR, the execution role may pull exactly that repository; any other registry must be public."
   type        = string
 
   validation {

@@ -387,3 +387,10 @@ def test_batches_and_concurrent_calls_keep_order(tmp_path):
     stream.close(summary.failed, {})
     assert json.loads((out / "e.json").read_text())["images"] == [
         {**e, "output": e["output"].replace("/r_", "/s_")} for e in entries]
+
+
+def test_images_may_be_repeated(tmp_path):
+    from tfodkit.predict import parse_args
+
+    args = parse_args(["--model", str(tmp_path), "--images", "a.jpg, b.jpg", "--images", "c/"])
+    assert args.images == ["a.jpg, b.jpg", "c/"]

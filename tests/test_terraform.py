@@ -433,7 +433,7 @@ def test_example_tfvars_is_valid_and_gives_train_sh_its_seven_arguments(probe):
                            "s3://my-data/raccoon/configs/traininghparams.json"]
     assert values["work_path"] == "/data" and all(c.startswith(values["work_path"] + "/") for c in command[1:3])
     assert values["tensorboard_port"] == 6006
-    assert values["ecr_repository_arns"] == ["arn:aws:ecr:us-east-1:123456789012:repository/tfod"]
+    assert values["ecr_repository_arns"] == ["arn:aws:ecr:us-east-1:123456789012:repository/tfodkit"]
     assert "ECS_CLUSTER=tfod\n" in values["user_data"] and "ECS_ENABLE_GPU_SUPPORT=true" in values["user_data"]
     assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=false" in values["user_data"]
 
@@ -456,7 +456,7 @@ def test_task_role_reads_exactly_the_input_locations(probe):
          "list_prefixes": []},
     ]
     assert values["artifacts_image"] == "m1l0/artifactsv2:latest"
-    assert values["ecr_repository_arns"] == ["arn:aws:ecr:us-east-1:123456789012:repository/tfod"]
+    assert values["ecr_repository_arns"] == ["arn:aws:ecr:us-east-1:123456789012:repository/tfodkit"]
     assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in values["user_data"]
 
 

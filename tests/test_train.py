@@ -278,6 +278,45 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(s
     assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
 
 
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
+    """Not only training stops: here readconfig, stuck on a zoo server that never answers.
+
+    (Background steps of a script ignore SIGINT, so train.sh must not merely pass SIGINT on.)
+    """
+    from tests.zoo_server import ZooServer
+
+    with ZooServer({}) as server:
+        server.mode = "stall"
+        env = _env(TFOD_ZOO_URL=server.url, TFOD_CACHE_DIR=str(tmp_path / "cache"), TFOD_ZOO_TIMEOUT="120")
+        env.pop("TFOD_FROM_SCRATCH")
+        proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), str(tmp_path / "m"), str(tmp_path / "t"),
+                                 str(tmp_path / "e"), str(shapes / "records"), SSD], cwd=ROOT, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        lines: list[str] = []
+        try:
+            _wait_for(proc, lambda ln: "step readconfig: start" in ln, lines, 120)
+            deadline = time.monotonic() + 30
+            while not server.requests and time.monotonic() < deadline:  # the download is under way
+                time.sleep(0.1)
+            assert server.requests, "".join(lines)
+            sent = time.monotonic()
+            proc.send_signal(sig)
+            rest, _ = proc.communicate(timeout=60)
+            lines.append(rest)
+            stop_seconds = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    log = "".join(lines)
+    assert proc.returncode == status, log[-3000:]
+    assert stop_seconds < 15, f"took {stop_seconds:.0f} s to stop"
+    assert "step train" not in log
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["status"] == status and run["steps"][-1] == {"name": "readconfig", "status": status,
+                                                            "seconds": run["steps"][-1]["seconds"]}
+
+
 def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
     hp = tmp_path / "h.json"
     hp.write_text(json.dumps({"batch_size": 2, "train_steps": 3}))
@@ -306,7 +345,8 @@ def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):
 
     pre = write_pretrained_dir(tmp_path / "pre", seed=3)
     hp = tmp_path / "h.json"
-    hp.write_text(json.dumps({"batch_size": 2, "train_steps": 2}))
+    # a tiny learning rate: two steps leave the restored weights where they were (a big one moves small kernels)
+    hp.write_text(json.dumps({"batch_size": 2, "train_steps": 2, "learning_rate": 1e-6}))
     assert config.main(["--pretrained_model", SSD, "--records_dir", str(shapes / "records"), "--output_dir",
                         str(tmp_path / "t"), "--hparams", str(hp), "--pretrained_dir", str(pre)]) == 0
     out = subprocess.run([sys.executable, "-m", "tfodkit.train", "--pipeline_config", str(tmp_path / "t" /
@@ -319,9 +359,9 @@ def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):
     shapes_before, shapes_after = before.get_variable_to_shape_map(), after.get_variable_to_shape_map()
     backbone = [k for k in shapes_before if "_feature_extractor" in k and "kernel/.ATTRIBUTES" in k]
     assert len(backbone) > 50 and all(k in shapes_after for k in backbone)
-    # two steps away from the zoo weights, not a fresh random init (which would correlate ~0)
+    # the zoo weights, two tiny steps on: not a fresh random init (which would correlate ~0)
     corr = {k: np.corrcoef(before.get_tensor(k).ravel(), after.get_tensor(k).ravel())[0, 1] for k in backbone}
-    assert min(corr.values()) > 0.5 and np.median(list(corr.values())) > 0.95, sorted(corr.values())[:5]
+    assert min(corr.values()) > 0.99, sorted(corr.items(), key=lambda kv: kv[1])[:3]
     head = [k for k in shapes_before if "class_predictions_with_background" in k and "pointwise_kernel" in k]
     assert head and all(shapes_before[k][-1] != shapes_after[k][-1] for k in head)  # 90 classes -> 2: new head
 

@@ -47,6 +47,7 @@ def test_every_entry_resolves_to_a_tarball_and_meta_architecture(name):
     # case, spacing and punctuation do not matter; the tarball name works too
     assert zoo.resolve(name.lower().replace(" ", "").replace("-", "")) is model
     assert zoo.resolve(model.stem) is model
+    assert zoo.resolve(model.tarball) is model  # as --list_models prints it
     assert model.url("http://h/x/") == f"http://h/x/{model.date}/{model.tarball}"
 
 

@@ -572,7 +572,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--labels", type=Path, default=None,
                         help="label map (.pbtxt) the model was trained with (default: label_map.pbtxt beside "
                              "saved_model/, which tfodkit's export writes)")
-    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGES",
+    parser.add_argument("--images", nargs="+", action="extend", required=True, metavar="IMAGES",
                         help='image files, directories and glob patterns, comma-separated: "a.jpg, photos/, *.png"')
     parser.add_argument("--output_dir", type=Path, default=Path("results"), help="where pictures go (default results)")
     parser.add_argument("--output_file_prefix", default="result",

@@ -111,8 +111,10 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, _frame):
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        if self.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            return  # train.sh's SIGTERM after the terminal's Ctrl-C: already stopping
         self.signum = signum
         print(f"train: {signal.Signals(signum).name} received: saving a checkpoint after this chunk of steps",
               flush=True)

@@ -143,8 +143,8 @@ _INDEX = {k: m for m in CATALOGUE for k in _keys(m)}
 
 def resolve(name: str) -> ZooModel:
     """The catalogue entry for a display name (case, spacing and punctuation ignored; a
-    unique prefix is enough) or a tarball name."""
-    key = _key(name)
+    unique prefix is enough) or a tarball name (with or without .tar.gz)."""
+    key = _key(re.sub(r"\.tar\.gz$", "", name.strip()))
     model = _INDEX.get(key)
     if model is None and key:
         prefixed = {m for k, m in _INDEX.items() if k.startswith(key)}
