@@ -235,6 +235,15 @@ def _wait_for(proc: subprocess.Popen, predicate, lines: list[str], timeout: floa
     raise AssertionError("never saw the expected line:\n" + "".join(lines[-30:]))
 
 
+def _signal_and_wait(proc: subprocess.Popen, sig: int, lines: list[str], timeout: float) -> float:
+    """Send sig, collect the rest of the output; the seconds until the process exited."""
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=timeout)
+    lines.append(rest)
+    return time.monotonic() - sent
+
+
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(shapes, tmp_path):
     hparams = tmp_path / "h.json"
     # enough steps that the chunk running when SIGTERM arrives (about 3 s of steps) cannot be the last one
@@ -250,11 +259,7 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(s
         # the first progress line after tracing: training is under way
         _wait_for(proc, lambda ln: ln.startswith("train: step ") and "/120" in ln and not ln.startswith(
             "train: step 1/"), lines, 600)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=120)
-        lines.append(rest)
-        stop_seconds = time.monotonic() - sent
+        stop_seconds = _signal_and_wait(proc, signal.SIGTERM, lines, 120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -300,11 +305,7 @@ def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
             while not server.requests and time.monotonic() < deadline:  # the download is under way
                 time.sleep(0.1)
             assert server.requests, "".join(lines)
-            sent = time.monotonic()
-            proc.send_signal(sig)
-            rest, _ = proc.communicate(timeout=60)
-            lines.append(rest)
-            stop_seconds = time.monotonic() - sent
+            stop_seconds = _signal_and_wait(proc, sig, lines, 60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
