@@ -188,7 +188,7 @@ def test_expected_images_reads_the_dataset_tools_report(tmp_path):
     assert expected_images([str(tmp_path / "testing.record")]) is None  # no dataset.json
     (tmp_path / "dataset.json").write_text(json.dumps({"splits": {"testing": {"images": 7}}}))
     assert expected_images([str(tmp_path / "testing.record")]) == 7
-    assert expected_images([str(tmp_path / "testing-?????-of-00004.record")]) == 7
+    assert expected_images([str(tmp_path / f"testing-0000{i}-of-00004.record") for i in range(4)]) == 7
     assert expected_images([str(tmp_path / "validation.record")]) is None
     assert expected_images([str(tmp_path / "testing.record"), "/elsewhere/testing.record"]) is None
 

@@ -61,13 +61,15 @@ def plot_per_class(per_class: dict[str, float], path: Path, title: str) -> None:
     tmp.replace(path)
 
 
-def expected_images(input_paths: Sequence[str]) -> int | None:
-    """The image count the dataset tool recorded for these records (dataset.json beside them), or None.
+def expected_images(files: Sequence[str]) -> int | None:
+    """The image count the dataset tool recorded for these record files (dataset.json beside them), or None.
 
     Only sizes the progress bar: the evaluation counts the images it reads.
     """
-    folders = {Path(p).parent for p in input_paths}
-    splits = {Path(p).name.split(".")[0].split("-")[0] for p in input_paths}
+    from tfodkit.dataset.check import split_of  # the dataset tool's own shard naming
+
+    folders = {Path(f).parent for f in files}
+    splits = {split_of(Path(f)) for f in files}
     if len(folders) != 1 or len(splits) != 1:
         return None
     try:
@@ -116,7 +118,7 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
                                 model_config=configs["model"], model=model)
     step = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(step=step, model=model).restore(checkpoint).expect_partial()
-    expected = expected_images(input_paths)
+    expected = expected_images(files)
     print(f"evaluate: checkpoint {Path(checkpoint).name}"
           + (f", {expected} images (dataset.json)" if expected else ""), flush=True)
     start = time.monotonic()
