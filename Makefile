@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target>\n\n"} \
-	  /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## create .venv from the pinned lock files (idempotent)
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
@@ -63,7 +63,7 @@ bench-dataset: install ## dataset convert vs a plain single-process converter (b
 DEMO_DIR ?= demo
 IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
-.PHONY: demo build push bench-train
+.PHONY: demo build push bench-train bench-determinism
 
 demo: install ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
 	@VENV=$(VENV) scripts/demo.sh $(DEMO_DIR)
@@ -76,6 +76,9 @@ push: ## push IMAGE:TAG, e.g. IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/tfo
 
 bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~23 min)
 	$(PY) bench/train.py
+
+bench-determinism: install ## steps/s unseeded vs seed vs deterministic training (~10 min)
+	$(PY) bench/determinism.py
 
 # AWS: the ECS GPU training cluster in terraform/ (see terraform/README.md).
 # TFVARS is the variables file; TF_ARGS go to terraform (e.g. -auto-approve).

@@ -50,7 +50,7 @@ def _load(tmp_path):
 @pytest.mark.parametrize("name,arch,optimizer", ARCHS)
 def test_merged_config_is_right_and_tfod_builds_it(tmp_path, records, name, arch, optimizer, capsys):
     hp = _hparams(tmp_path, batch_size=2, train_steps=400, learning_rate=0.01, num_examples=7,
-                  checkpoint_every_n=50)
+                  checkpoint_every_n=50, seed=7, deterministic=True)
     assert _run(tmp_path, "--hparams", hp, "--from_scratch", model=name) == 0
     configs = _load(tmp_path)
     model_cfg = getattr(configs["model"], arch)
@@ -73,6 +73,7 @@ def test_merged_config_is_right_and_tfod_builds_it(tmp_path, records, name, arch
     assert not train.fine_tune_checkpoint and not train.use_bfloat16
     settings = json.loads((tmp_path / "train" / "toolkit.json").read_text())
     assert settings["checkpoint_every_n"] == 50 and settings["model"] == name
+    assert settings["seed"] == 7 and settings["deterministic"] is True
     model = model_builder.build(model_config=configs["model"], is_training=True)
     assert model.num_classes == 3
     out = capsys.readouterr().out
@@ -200,6 +201,9 @@ BAD_HPARAMS = [
     ({"warmup_steps": 600}, "warmup_steps 600 must be below train_steps 600"),
     ({"min_dim": 300}, "min_dim/max_dim apply to a keep_aspect_ratio_resizer, this model has fixed_shape_resizer"),
     ({"num_classes": 5}, "num_classes is 5 but the label map"),
+    ({"seed": -1}, "seed must be at least 0, got -1"),
+    ({"seed": 1, "deterministic": 1}, "deterministic must be true or false, got int 1"),
+    ({"deterministic": True}, 'deterministic is true but no seed is set (add e.g. "seed": 0)'),
     ({"batch_size": 6}, None),  # fine alone: checked against GPUs below
 ]
 

@@ -334,6 +334,36 @@ def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
     assert (tmp_path / "t" / "ckpt-3.index").is_file()
 
 
+def test_deterministic_runs_with_one_seed_are_identical_and_another_seed_differs(shapes, tmp_path):
+    """seed + deterministic: the same weights bit for bit, augmentation (random flips) included."""
+    import tfodkit.compat  # noqa: F401  (before TensorFlow)
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tfodkit import config
+
+    def run(name: str, seed: int) -> dict:
+        hp = tmp_path / f"{name}.json"
+        hp.write_text(json.dumps({"batch_size": 2, "train_steps": 4, "seed": seed, "deterministic": True}))
+        out_dir = tmp_path / name
+        assert config.main(["--pretrained_model", SSD, "--records_dir", str(shapes / "records"), "--output_dir",
+                            str(out_dir), "--hparams", str(hp), "--from_scratch"]) == 0
+        assert "random_horizontal_flip" in (out_dir / "pipeline.config").read_text()
+        out = subprocess.run([sys.executable, "-m", "tfodkit.train", "--pipeline_config",
+                              str(out_dir / "pipeline.config"), "--model_dir", str(out_dir)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"seed {seed} (deterministic ops)" in out.stdout
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out_dir)))
+        return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model/" in k}
+
+    first, again, other = run("a", 5), run("b", 5), run("c", 6)
+    assert len(first) > 100 and first.keys() == again.keys() == other.keys()
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    assert sum(not np.array_equal(first[k], other[k]) for k in first) > len(first) // 2
+
+
 def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):
     """The users' main path: start from a zoo checkpoint (here a real one of random weights, 90 classes)."""
     import tfodkit.compat  # noqa: F401  (before TensorFlow)

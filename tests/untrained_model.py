@@ -23,24 +23,38 @@ CONFIG = BASE_CONFIGS / "ssd_mobilenet_v2_fpnlite_320x320.config"
 LABELS = "item {\n  id: 1\n  name: 'circle'\n}\nitem {\n  id: 2\n  name: 'square'\n}\n"
 
 
-def export_untrained_ssd(out_dir: Path, num_classes: int = 2, seed: int = 0) -> Path:
-    """Export an untrained SSD to ``out_dir`` (saved_model/, checkpoint/, pipeline.config)."""
+def _built_ssd(seed: int, image_seed: int, is_training: bool, num_classes: int | None = None):
+    """The base-config SSD built with ``seed`` and run once on a random image, so every variable exists.
+
+    Returns (configs, model, preprocessed image, true shapes, predictions).
+    """
     import tfodkit.compat  # noqa: F401
 
-    import numpy as np
     import tensorflow as tf
-    from object_detection import exporter_lib_v2
     from object_detection.builders import model_builder
     from object_detection.utils import config_util
 
     tf.random.set_seed(seed)
     configs = config_util.get_configs_from_pipeline_file(str(CONFIG))
-    configs["model"].ssd.num_classes = num_classes
-    pipeline = config_util.create_pipeline_proto_from_configs(configs)
-    model = model_builder.build(model_config=configs["model"], is_training=False)
-    image = tf.random.stateless_uniform([1, 320, 320, 3], seed=[seed, 1], maxval=255.0)
+    if num_classes is not None:
+        configs["model"].ssd.num_classes = num_classes
+    model = model_builder.build(model_config=configs["model"], is_training=is_training)
+    image = tf.random.stateless_uniform([1, 320, 320, 3], seed=[seed, image_seed], maxval=255.0)
     prepped, shapes = model.preprocess(image)
-    model.postprocess(model.predict(prepped, shapes), shapes)  # creates the variables
+    return configs, model, prepped, shapes, model.predict(prepped, shapes)
+
+
+def export_untrained_ssd(out_dir: Path, num_classes: int = 2, seed: int = 0) -> Path:
+    """Export an untrained SSD to ``out_dir`` (saved_model/, checkpoint/, pipeline.config)."""
+    configs, model, prepped, shapes, predictions = _built_ssd(seed, 1, is_training=False, num_classes=num_classes)
+
+    import numpy as np
+    import tensorflow as tf
+    from object_detection import exporter_lib_v2
+    from object_detection.utils import config_util
+
+    pipeline = config_util.create_pipeline_proto_from_configs(configs)
+    model.postprocess(predictions, shapes)
 
     rng = tf.random.Generator.from_seed(seed)
     for var in model.variables:
@@ -71,18 +85,10 @@ def write_pretrained_dir(out_dir: Path, seed: int = 0) -> Path:
     and object graph as a downloaded zoo checkpoint, so fine-tuning restores from
     it exactly as it would from the zoo's.
     """
-    import tfodkit.compat  # noqa: F401
+    _, model, *_ = _built_ssd(seed, 2, is_training=True)
 
     import tensorflow as tf
-    from object_detection.builders import model_builder
-    from object_detection.utils import config_util
 
-    tf.random.set_seed(seed)
-    configs = config_util.get_configs_from_pipeline_file(str(CONFIG))
-    model = model_builder.build(model_config=configs["model"], is_training=True)
-    image = tf.random.stateless_uniform([1, 320, 320, 3], seed=[seed, 2], maxval=255.0)
-    prepped, shapes = model.preprocess(image)
-    model.predict(prepped, shapes)  # creates the variables
     out_dir = Path(out_dir)
     (out_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
     (out_dir / "pipeline.config").write_text(CONFIG.read_text())

@@ -17,7 +17,7 @@ Fixed precedence, lowest first, logged field by field:
 
 Everything is validated before anything is written; <output_dir>/pipeline.config
 is written atomically, with <output_dir>/toolkit.json (the settings that are
-not pipeline fields, such as checkpoint_every_n, and the table of changes).
+not pipeline fields, such as checkpoint_every_n and seed, and the table of changes).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ FINE_TUNE_TYPES = ("classification", "detection", "fine_tune", "full")
 
 @dataclass(frozen=True)
 class HParam:
-    kind: str  # "int", "float", "str", "size"
+    kind: str  # "int", "float", "str", "size", "bool"
     help: str
     minimum: float | None = None
     choices: tuple[str, ...] = ()
@@ -61,6 +61,8 @@ HPARAMS: dict[str, HParam] = {
     "max_dim": HParam("int", "keep_aspect_ratio_resizer max_dimension", 16),
     "image_size": HParam("size", "fixed_shape_resizer size: N or [height, width]", 16),
     "checkpoint_every_n": HParam("int", "save a checkpoint every N steps (and always at the end)", 1),
+    "seed": HParam("int", "seed Python, NumPy and TensorFlow: initial weights, shuffling, augmentation", 0),
+    "deterministic": HParam("bool", "TensorFlow op determinism: same seed, same run (slower)"),
 }
 
 
@@ -88,6 +90,11 @@ def _check_value(key: str, value: Any, spec: HParam, source: str) -> Any:
         value = float(value)
         if value <= spec.minimum:
             raise UserError(f"{where} must be greater than {spec.minimum:g}, got {value!r}", "use a positive rate")
+        return value
+    elif spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise UserError(f"{where} must be true or false, got {type(value).__name__} {value!r}",
+                            f'e.g. "{key}": true')
         return value
     elif spec.kind == "str":
         if not isinstance(value, str) or (spec.choices and value not in spec.choices):
@@ -118,6 +125,8 @@ def load_hparams(path: Path | None) -> dict[str, Any]:
             hint = did_you_mean(key, list(HPARAMS)) or f"known keys: {', '.join(HPARAMS)}"
             raise UserError(f"{path}: unknown hyper-parameter {key!r}", hint)
         out[key] = _check_value(key, value, HPARAMS[key], str(path))
+    if out.get("deterministic") and "seed" not in out:
+        raise UserError(f"{path}: deterministic is true but no seed is set", 'add e.g. "seed": 0')
     if "min_dim" in out and "max_dim" in out and out["min_dim"] > out["max_dim"]:
         raise UserError(f"{path}: min_dim {out['min_dim']} is larger than max_dim {out['max_dim']}",
                         "make min_dim <= max_dim")
@@ -595,6 +604,8 @@ def run(args: argparse.Namespace) -> Result:
         "base_config": str(base_config),
         "fine_tune_checkpoint": str(checkpoint) if checkpoint else None,
         "checkpoint_every_n": hparams.get("checkpoint_every_n", 1000),
+        "seed": hparams.get("seed"),
+        "deterministic": hparams.get("deterministic", False),
         "num_gpus": args.num_gpus,
         "config_override": str(args.config_override) if args.config_override else None,
         "hparams": hparams,

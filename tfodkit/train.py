@@ -2,7 +2,7 @@
 
     python -m tfodkit.train --pipeline_config TRAINING_DIR/pipeline.config --model_dir TRAINING_DIR
         [--checkpoint_every_n N] [--num_gpus N] [--cross_device_ops nccl|hierarchical_copy|reduction_to_one_device]
-        [--cpu_replicas N]
+        [--cpu_replicas N] [--seed N] [--deterministic]
 
 What it does that TFOD's ``model_main_tf2.py`` does not (``../shared/DESIGN.md``
 facts 6 and 7): runs exactly ``train_config.num_steps`` (TFOD runs chunks of
@@ -22,6 +22,7 @@ from __future__ import annotations
 import tfodkit.compat  # noqa: F401
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -124,9 +125,62 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def seed_everything(seed: int | None, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and TensorFlow; with ``deterministic``, also TensorFlow's op determinism.
+
+    A seed fixes the initial weights, the shuffling and the augmentation draws.
+    It does not make a run repeatable by itself: TensorFlow's parallel
+    scheduling still reorders floating-point work. ``deterministic`` does
+    (op determinism and one inter-op thread), at a cost in speed measured in
+    the README. A resumed run re-seeds at its first step, so it is not
+    bit-identical to an uninterrupted one.
+    """
+    import tensorflow as tf
+
+    if deterministic:
+        if seed is None:
+            raise UserError("deterministic training needs a seed", 'add e.g. "seed": 0 to the hparams')
+        # Op determinism alone still left CPU runs apart after ~10 steps; one inter-op thread
+        # (intra-op threads kept) made them bit-identical. Must precede TensorFlow's start.
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError as exc:
+            raise UserError(f"cannot make TensorFlow deterministic: {exc}",
+                            "call seed_everything before TensorFlow runs anything") from None
+        tf.config.experimental.enable_op_determinism()
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def tfod_maps_with_dataset_map(enabled: bool = True):
+    """Make TFOD's input pipeline map with ``Dataset.map`` instead of ``map_with_legacy_function``.
+
+    TFOD's dataset builder prefers the legacy method when a dataset has it
+    (every ``tf.compat.v1`` dataset does). A legacy function graph does not
+    inherit TensorFlow's global seed, so the augmentation ops inside it stay
+    unseeded whatever ``tf.random.set_seed`` says, and op determinism refuses
+    to run them ("Random ops require a seed to be set"). Without the method
+    TFOD takes its own ``dataset.map(fn, AUTOTUNE)`` branch, whose graph does
+    inherit the seed.
+    """
+    from tensorflow.python.data.ops import dataset_ops
+
+    legacy = dataset_ops.DatasetV1.__dict__.get("map_with_legacy_function")
+    if not enabled or legacy is None:
+        yield
+        return
+    delattr(dataset_ops.DatasetV1, "map_with_legacy_function")
+    try:
+        yield
+    finally:
+        dataset_ops.DatasetV1.map_with_legacy_function = legacy
+
+
 def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000, num_gpus: int | None = None,
           cross_device_ops: str = "nccl", cpu_replicas: int = 0, max_to_keep: int = 5,
-          progress_seconds: float = 5.0, chunk_seconds: float = 3.0) -> dict:
+          progress_seconds: float = 5.0, chunk_seconds: float = 3.0, seed: int | None = None,
+          deterministic: bool = False) -> dict:
     """Train to ``train_config.num_steps``; returns a summary (also written to model_dir/train.json)."""
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2
@@ -135,6 +189,7 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000
 
     if not pipeline_config.is_file():
         raise UserError(f"{pipeline_config} not found", "run readconfig.py first")
+    seed_everything(seed, deterministic)
     strategy = make_strategy(num_gpus, cross_device_ops, cpu_replicas)
     configs = config_util.get_configs_from_pipeline_file(str(pipeline_config))
     model_config, train_config = configs["model"], configs["train_config"]
@@ -152,8 +207,10 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000
         model = model_builder.build(model_config=model_config, is_training=True, add_summaries=False)
 
         def dataset_fn(input_context):
-            return inputs.train_input(train_config=train_config, train_input_config=train_input_config,
-                                      model_config=model_config, model=model, input_context=input_context).repeat()
+            with tfod_maps_with_dataset_map(seed is not None):
+                return inputs.train_input(train_config=train_config, train_input_config=train_input_config,
+                                          model_config=model_config, model=model,
+                                          input_context=input_context).repeat()
 
         dataset = strategy.distribute_datasets_from_function(dataset_fn)
         global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step",
@@ -210,8 +267,9 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000
                     sample_and_train(it)
             return sample_and_train(it)
 
+        seeded = "" if seed is None else f", seed {seed}" + (" (deterministic ops)" if deterministic else "")
         print(f"train: {total_steps - start} steps to go, batch {train_config.batch_size} over {replicas} "
-              f"replica(s), checkpoint every {checkpoint_every_n} steps", flush=True)
+              f"replica(s), checkpoint every {checkpoint_every_n} steps{seeded}", flush=True)
         step, last_ckpt, chunk = start, start, 1
         t_start = t_print = time.monotonic()
         rate, loss = 0.0, None
@@ -288,19 +346,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpu_replicas", type=int, default=0,
                         help="with no GPU: mirror over this many logical CPU devices (tests the multi-GPU path)")
     parser.add_argument("--max_to_keep", type=int, default=5, help="checkpoints kept (default 5)")
+    parser.add_argument("--seed", type=int, default=None, help="default: seed of MODEL_DIR/toolkit.json, else none")
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="TensorFlow op determinism (needs a seed; default: deterministic of toolkit.json)")
     args = parser.parse_args(argv)
     every = args.checkpoint_every_n or _toolkit_setting(args.model_dir, "checkpoint_every_n", 1000)
     if every < 1:
         parser.error("--checkpoint_every_n must be at least 1")
+    seed = args.seed if args.seed is not None else _toolkit_setting(args.model_dir, "seed", None)
+    if seed is not None and seed < 0:
+        parser.error("--seed must be 0 or more")
+    deterministic = args.deterministic or _toolkit_setting(args.model_dir, "deterministic", False)
+    run = dict(max_to_keep=args.max_to_keep, seed=seed, deterministic=deterministic)
     try:
         summary = train(args.pipeline_config, args.model_dir, every, args.num_gpus, args.cross_device_ops,
-                        args.cpu_replicas, args.max_to_keep)
+                        args.cpu_replicas, **run)
     except Exception as exc:
         if args.cross_device_ops == "nccl" and "nccl" in str(exc).lower():
             print(f"train: NCCL all-reduce failed ({str(exc).splitlines()[0]}); retrying with hierarchical copy",
                   file=sys.stderr, flush=True)
             summary = train(args.pipeline_config, args.model_dir, every, args.num_gpus, "hierarchical_copy",
-                            args.cpu_replicas, args.max_to_keep)
+                            args.cpu_replicas, **run)
         else:
             raise
     return summary["exit_status"]
