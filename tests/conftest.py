@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,16 @@ def raccoon() -> Path:
     if not RACCOON.is_dir():
         pytest.fail(f"{RACCOON} is missing: run the tests from a clone that has ../shared beside it")
     return RACCOON
+
+
+def like_a_terminal_job() -> None:
+    """Popen preexec_fn: the child takes Ctrl-C (SIGINT) as a terminal job would.
+
+    A job started in the background of a non-interactive shell (``cmd &`` in a
+    script, as some CI runners do) ignores SIGINT, every child inherits that,
+    and bash cannot trap an ignored signal: the Ctrl-C tests would test nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -32,6 +32,7 @@ from moto.moto_api import state_manager
 from moto.server import ThreadedMotoServer
 from moto.ssm.responses import SimpleSystemManagerResponse
 
+from tests.conftest import like_a_terminal_job
 from tfodkit import runtask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,7 +207,8 @@ class Run:
 
     def __init__(self, args: list[str], env: dict[str, str]):
         self.proc = subprocess.Popen(["bash", str(RUNTASK), *args], env=env, cwd=ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=like_a_terminal_job)
         self.out: list[str] = []
         self.err: list[str] = []
         for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, like_a_terminal_job
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
 pytestmark = pytest.mark.slow
@@ -253,7 +253,8 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(s
     args = [str(a) for a in (tmp_path / "m", tmp_path / "training", tmp_path / "exported", shapes / "records", SSD,
                              "", hparams)]
     proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=like_a_terminal_job)
     lines: list[str] = []
     try:
         # the first progress line after tracing: training is under way
@@ -297,7 +298,8 @@ def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
         env.pop("TFOD_FROM_SCRATCH")
         proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), str(tmp_path / "m"), str(tmp_path / "t"),
                                  str(tmp_path / "e"), str(shapes / "records"), SSD], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=like_a_terminal_job)
         lines: list[str] = []
         try:
             _wait_for(proc, lambda ln: "step readconfig: start" in ln, lines, 120)
@@ -362,6 +364,17 @@ def test_deterministic_runs_with_one_seed_are_identical_and_another_seed_differs
     assert len(first) > 100 and first.keys() == again.keys() == other.keys()
     assert all(np.array_equal(first[k], again[k]) for k in first)
     assert sum(not np.array_equal(first[k], other[k]) for k in first) > len(first) // 2
+
+
+def test_seed_everything_twice_in_one_process_after_tensorflow_started():
+    """The NCCL retry calls train() again in the same process: re-seeding must work, not fail on TF's threads."""
+    code = ("import tfodkit.compat\nimport tensorflow as tf\nfrom tfodkit.train import seed_everything\n"
+            "seed_everything(3, True); a = tf.random.uniform([4]).numpy()\n"
+            "seed_everything(3, True); b = tf.random.uniform([4]).numpy()\n"
+            "print((a == b).all(), tf.config.threading.get_inter_op_parallelism_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "1"]
 
 
 def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):

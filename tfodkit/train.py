@@ -130,10 +130,12 @@ def seed_everything(seed: int | None, deterministic: bool = False) -> None:
 
     A seed fixes the initial weights, the shuffling and the augmentation draws.
     It does not make a run repeatable by itself: TensorFlow's parallel
-    scheduling still reorders floating-point work. ``deterministic`` does
-    (op determinism and one inter-op thread), at a cost in speed measured in
-    the README. A resumed run re-seeds at its first step, so it is not
-    bit-identical to an uninterrupted one.
+    scheduling still reorders floating-point work. ``deterministic`` adds op
+    determinism and one inter-op thread, which made CPU runs bit-identical in
+    the tests (the README gives the one exception measured), at a cost in
+    speed. A resumed run re-seeds at its first step, so it is not
+    bit-identical to an uninterrupted one. Safe to call again in the same
+    process (the NCCL retry does).
     """
     import tensorflow as tf
 
@@ -143,7 +145,8 @@ def seed_everything(seed: int | None, deterministic: bool = False) -> None:
         # Op determinism alone still left CPU runs apart after ~10 steps; one inter-op thread
         # (intra-op threads kept) made them bit-identical. Must precede TensorFlow's start.
         try:
-            tf.config.threading.set_inter_op_parallelism_threads(1)
+            if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+                tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError as exc:
             raise UserError(f"cannot make TensorFlow deterministic: {exc}",
                             "call seed_everything before TensorFlow runs anything") from None
