@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, like_a_terminal_job
+from tests.conftest import ROOT, like_a_terminal_job, run_python
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
 pytestmark = pytest.mark.slow
@@ -372,7 +372,7 @@ def test_seed_everything_twice_in_one_process_after_tensorflow_started():
             "seed_everything(3, True); a = tf.random.uniform([4]).numpy()\n"
             "seed_everything(3, True); b = tf.random.uniform([4]).numpy()\n"
             "print((a == b).all(), tf.config.threading.get_inter_op_parallelism_threads())\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = run_python(code)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "1"]
 
