@@ -5,6 +5,7 @@ from __future__ import annotations
 import tfodkit.compat  # noqa: F401
 
 import json
+import re
 
 import pytest
 from google.protobuf import text_format
@@ -121,23 +122,147 @@ def test_switching_optimizer_in_override_replaces_the_oneof(tmp_path, records):
     assert opt.adam_optimizer.learning_rate.constant_learning_rate.learning_rate == pytest.approx(0.002)
 
 
-def test_manual_step_and_exponential_schedules_rescale(tmp_path, records):
+def _schedule(tmp_path, kind):
+    lr = _load(tmp_path)["train_config"].optimizer.momentum_optimizer.learning_rate
+    return getattr(lr, kind)
+
+
+def _changes(tmp_path):
+    prefix = "train_config.optimizer.momentum_optimizer.learning_rate."
+    changes = json.loads((tmp_path / "train" / "toolkit.json").read_text())["changes"]
+    return {c["field"].removeprefix(prefix): (c["old"], c["new"], c["source"]) for c in changes}
+
+
+def _warnings(err):
+    lines = err.strip().splitlines()
+    assert all(line.startswith("warning: ") for line in lines), err
+    return [line.removeprefix("warning: learning-rate schedule: ") for line in lines if "schedule" in line]
+
+
+def _zoo_with_schedule(tmp_path, schedule_text):
+    """A pretrained dir whose pipeline.config has ``schedule_text`` instead of SSD's cosine schedule."""
+    pre = tmp_path / "pre"
+    pre.mkdir(exist_ok=True)
+    text = (BASE_CONFIGS / "ssd_mobilenet_v2_fpnlite_320x320.config").read_text()
+    text, n = re.subn(r"cosine_decay_learning_rate \{[^}]*\}", schedule_text, text)
+    assert n == 1
+    (pre / "pipeline.config").write_text(text)
+    return str(pre)
+
+
+MANUAL = ("momentum_optimizer_value: 0.9 learning_rate { manual_step_learning_rate { initial_learning_rate: 0.1 "
+          "schedule { step: 500 learning_rate: 0.01 } schedule { step: 800 learning_rate: 0.001 } } }")
+
+
+def test_override_schedule_steps_are_kept_as_written(tmp_path, records, capsys):
+    # the zoo config (num_steps 600) is not the reference of steps the user wrote: 500 and 800 stay 500 and 800
     override = tmp_path / "o.config"
-    override.write_text("""train_config { num_steps: 1000 optimizer { momentum_optimizer { learning_rate {
-        manual_step_learning_rate { initial_learning_rate: 0.1
-          schedule { step: 500 learning_rate: 0.01 } schedule { step: 800 learning_rate: 0.001 } } } } } }""")
-    hp = _hparams(tmp_path, train_steps=100, learning_rate=0.2)
+    override.write_text(f"train_config {{ optimizer {{ momentum_optimizer {{ {MANUAL} }} }} }}")
+    hp = _hparams(tmp_path, train_steps=1000, learning_rate=0.2)
     assert _run(tmp_path, "--config_override", str(override), "--hparams", hp, "--from_scratch") == 0
-    lr = _load(tmp_path)["train_config"].optimizer.momentum_optimizer.learning_rate.manual_step_learning_rate
-    assert [s.step for s in lr.schedule] == [50, 80]
+    lr = _schedule(tmp_path, "manual_step_learning_rate")
+    assert [s.step for s in lr.schedule] == [500, 800]
     assert [s.learning_rate for s in lr.schedule] == pytest.approx([0.02, 0.002])
     assert lr.initial_learning_rate == pytest.approx(0.2)
+    out, err = capsys.readouterr()
+    assert _warnings(err) == []
+    changes = _changes(tmp_path)
+    assert changes["manual_step_learning_rate.schedule[1].step"] == (None, 800, "override")
+    assert all(old is not None or new is not None for old, new, _ in changes.values())  # no "- -> -" rows
+    assert re.search(r"manual_step_learning_rate\.schedule\[1\]\.step +- +800 +override", out), out
 
-    override.write_text("""train_config { num_steps: 1000 optimizer { momentum_optimizer { learning_rate {
-        exponential_decay_learning_rate { initial_learning_rate: 0.1 decay_steps: 400 decay_factor: 0.9 } } } } }""")
+    # a step past train_steps is kept too, but said: one line on stderr
+    hp = _hparams(tmp_path, train_steps=600)
     assert _run(tmp_path, "--config_override", str(override), "--hparams", hp, "--from_scratch") == 0
-    lr = _load(tmp_path)["train_config"].optimizer.momentum_optimizer.learning_rate.exponential_decay_learning_rate
-    assert lr.decay_steps == 40 and lr.initial_learning_rate == pytest.approx(0.2)
+    assert [s.step for s in _schedule(tmp_path, "manual_step_learning_rate").schedule] == [500, 800]
+    out, err = capsys.readouterr()
+    assert _warnings(err) == ["manual_step_learning_rate.schedule[1] (step 800, rate 0.001) is at or past "
+                              "train_steps 600: it never takes effect (kept as the override wrote it)"]
+    assert "never takes effect" not in out
+
+    # the override's own num_steps does not make its steps relative either
+    override.write_text(f"train_config {{ num_steps: 1000 optimizer {{ momentum_optimizer {{ {MANUAL} }} }} }}")
+    hp = _hparams(tmp_path, train_steps=2000)
+    assert _run(tmp_path, "--config_override", str(override), "--hparams", hp, "--from_scratch") == 0
+    assert [s.step for s in _schedule(tmp_path, "manual_step_learning_rate").schedule] == [500, 800]
+    assert _warnings(capsys.readouterr().err) == []
+
+
+def test_override_cosine_and_exponential_steps_are_kept(tmp_path, records, capsys):
+    override = tmp_path / "o.config"
+    override.write_text("train_config { optimizer { momentum_optimizer { learning_rate { cosine_decay_learning_rate "
+                        "{ learning_rate_base: 0.05 total_steps: 5000 warmup_steps: 50 hold_base_rate_steps: 20 }"
+                        " } } } }")
+    hp = _hparams(tmp_path, train_steps=1000)
+    assert _run(tmp_path, "--config_override", str(override), "--hparams", hp, "--from_scratch") == 0
+    lr = _schedule(tmp_path, "cosine_decay_learning_rate")
+    assert (lr.total_steps, lr.warmup_steps, lr.hold_base_rate_steps) == (1000, 50, 20)
+    assert _warnings(capsys.readouterr().err) == [
+        "cosine_decay_learning_rate.total_steps 5000 -> 1000 (a cosine schedule ends at train_steps)"]
+    assert _changes(tmp_path)["cosine_decay_learning_rate.total_steps"] == (600, 1000, "hparams")
+
+    override.write_text("train_config { num_steps: 1000 optimizer { momentum_optimizer { learning_rate { "
+                        "exponential_decay_learning_rate { initial_learning_rate: 0.1 decay_steps: 400 "
+                        "decay_factor: 0.9 burnin_steps: 30 } } } } }")
+    hp = _hparams(tmp_path, train_steps=100, learning_rate=0.2)
+    assert _run(tmp_path, "--config_override", str(override), "--hparams", hp, "--from_scratch") == 0
+    lr = _schedule(tmp_path, "exponential_decay_learning_rate")
+    assert (lr.decay_steps, lr.burnin_steps) == (400, 30) and lr.initial_learning_rate == pytest.approx(0.2)
+    assert _warnings(capsys.readouterr().err) == []
+
+
+def test_zoo_schedule_is_rescaled_to_the_run_and_said(tmp_path, records, capsys):
+    # SSD's base: num_steps 600, cosine total_steps 600, warmup_steps 100
+    assert _run(tmp_path, "--hparams", _hparams(tmp_path, train_steps=1200), "--from_scratch") == 0
+    lr = _schedule(tmp_path, "cosine_decay_learning_rate")
+    assert (lr.total_steps, lr.warmup_steps) == (1200, 200)
+    assert _warnings(capsys.readouterr().err) == [
+        "cosine_decay_learning_rate.total_steps 600 -> 1200 (a cosine schedule ends at train_steps)",
+        "cosine_decay_learning_rate.warmup_steps 100 -> 200 (the zoo config's schedule, rescaled from its 600 steps "
+        "to 1200)"]
+    assert _changes(tmp_path)["cosine_decay_learning_rate.warmup_steps"] == (100, 200, "hparams")
+
+    # the run's length from the override's num_steps rescales the zoo's schedule too (it used to stay at 600:
+    # TFOD's cosine rate is 0 after total_steps, so steps 600-1000 would not have learned)
+    override = tmp_path / "o.config"
+    override.write_text("train_config { num_steps: 1000 }")
+    assert _run(tmp_path, "--config_override", str(override), "--from_scratch") == 0
+    lr = _schedule(tmp_path, "cosine_decay_learning_rate")
+    assert (lr.total_steps, lr.warmup_steps) == (1000, 167)
+    assert len(_warnings(capsys.readouterr().err)) == 2
+
+    # nothing moved, nothing said
+    assert _run(tmp_path, "--from_scratch") == 0
+    assert _warnings(capsys.readouterr().err) == []
+
+
+def test_zoo_manual_and_exponential_schedules_rescale(tmp_path, records, capsys):
+    pre = _zoo_with_schedule(tmp_path, "manual_step_learning_rate { initial_learning_rate: 0.1 "
+                             "schedule { step: 300 learning_rate: 0.01 } schedule { step: 500 learning_rate: 0.001 } "
+                             "schedule { step: 590 learning_rate: 0.0001 } }")
+    assert _run(tmp_path, "--pretrained_dir", pre, "--hparams", _hparams(tmp_path, train_steps=60)) == 0
+    assert [s.step for s in _schedule(tmp_path, "manual_step_learning_rate").schedule] == [30, 50, 59]
+    assert _warnings(capsys.readouterr().err) == [
+        f"manual_step_learning_rate.schedule[{i}].step {old} -> {new} (the zoo config's schedule, rescaled from its "
+        f"600 steps to 60)" for i, (old, new) in enumerate([(300, 30), (500, 50), (590, 59)])]
+
+    # entries that land at or past the end are dropped, each said, and the table shows what they were
+    assert _run(tmp_path, "--pretrained_dir", pre, "--hparams", _hparams(tmp_path, train_steps=2)) == 0
+    assert [s.step for s in _schedule(tmp_path, "manual_step_learning_rate").schedule] == [1]
+    warnings = _warnings(capsys.readouterr().err)
+    assert warnings[1:] == [
+        "dropped manual_step_learning_rate.schedule[1] (step 500, rate 0.001): the zoo config's schedule, rescaled "
+        "from its 600 steps to 2, it lands on step 2, at or past the end",
+        "dropped manual_step_learning_rate.schedule[2] (step 590, rate 0.0001): the zoo config's schedule, rescaled "
+        "from its 600 steps to 2, it lands on step 2, at or past the end"]
+    assert _changes(tmp_path)["manual_step_learning_rate.schedule[2].step"] == (590, None, "hparams")
+
+    pre = _zoo_with_schedule(tmp_path, "exponential_decay_learning_rate { initial_learning_rate: 0.1 "
+                             "decay_steps: 400 decay_factor: 0.9 burnin_steps: 60 }")
+    assert _run(tmp_path, "--pretrained_dir", pre, "--hparams", _hparams(tmp_path, train_steps=60)) == 0
+    lr = _schedule(tmp_path, "exponential_decay_learning_rate")
+    assert (lr.decay_steps, lr.burnin_steps) == (40, 6)
+    assert len(_warnings(capsys.readouterr().err)) == 2
 
 
 def test_sharded_records_are_listed(tmp_path):
@@ -173,7 +298,7 @@ def test_from_scratch_warns_about_slow_batch_norm(tmp_path, records, capsys):
     text = text.replace("decay: 0.9 ", "decay: 0.997 ")
     (pre / "pipeline.config").write_text(text)
     assert _run(tmp_path, "--pretrained_dir", str(pre)) == 0
-    assert "warning: training from scratch for 600 steps with batch-norm decay 0.997" in capsys.readouterr().out
+    assert "warning: training from scratch for 600 steps with batch-norm decay 0.997" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ bad inputs: one line, non-zero, nothing written

@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,8 @@ class HParam:
 HPARAMS: dict[str, HParam] = {
     "num_classes": HParam("int", "number of classes (default: from the label map)", 1),
     "batch_size": HParam("int", "training batch size, over all GPUs", 1),
-    "train_steps": HParam("int", "training steps; the learning-rate schedule is rescaled", 1),
+    "train_steps": HParam("int", "training steps; the zoo config's learning-rate schedule is rescaled to them "
+                          "(steps written in the override are kept)", 1),
     "num_examples": HParam("int", "number of evaluation examples", 1),
     "learning_rate": HParam("float", "the schedule's base learning rate", 0),
     "warmup_steps": HParam("int", "warm-up steps of a cosine schedule", 0),
@@ -320,7 +322,10 @@ class _Tracker:
             old, new = self.snapshot.get(key), now.get(key)
             if old != new:
                 first = self.changes.get(key)
-                self.changes[key] = Change(key, first.old if first else old, new, source)
+                if first is not None and first.old == new:  # set by one stage, undone by a later one
+                    del self.changes[key]
+                else:
+                    self.changes[key] = Change(key, first.old if first else old, new, source)
         self.snapshot = now
 
 
@@ -333,37 +338,93 @@ def _learning_rate(train_config) -> tuple[str, Any] | None:
     return (kind, getattr(lr, kind)) if kind else None
 
 
-def rescale_schedule(train_config, train_steps: int, warmup_steps: int | None) -> None:
-    """Fit the learning-rate schedule to ``train_steps``, keeping its shape."""
-    old_steps = train_config.num_steps
+def fit_schedule(train_config, train_steps: int, zoo_schedule: tuple[str, Any] | None, zoo_steps: int,
+                 written: tuple[str, Any] | None = None, warmup_steps: int | None = None) -> list[str]:
+    """Fit the learning-rate schedule to a run of ``train_steps``; returns one warning per entry moved or dropped.
+
+    The rule, the same for every schedule type:
+    - a step number the override wrote (``written``: the override's own schedule message) is kept as
+      written, whatever the run's length: whoever wrote a step number meant it (the ``warmup_steps`` hparam
+      sets the cosine warm-up the same way);
+    - a step number that came from the zoo config (``zoo_schedule``, the user never saw it) is rescaled by
+      train_steps / the zoo config's length (its num_steps; a cosine schedule's total_steps), keeping the
+      schedule's shape; a manual-step entry that then lies at or past the end is dropped;
+    - a cosine schedule's total_steps is the run's length (TFOD's rate is 0 after total_steps).
+    An explicit step that lies past the end is kept, with a warning that it never takes effect.
+    """
+    train_config.num_steps = train_steps
     sched = _learning_rate(train_config)
     if sched is None:
-        return
+        return []
     kind, lr = sched
+    same_kind = zoo_schedule is not None and zoo_schedule[0] == kind
+    zoo_lr = zoo_schedule[1] if same_kind else None
+    mine = written[1] if written is not None and written[0] == kind else None
+    warnings: list[str] = []
+
+    def rescaled(ref: int) -> str:
+        return f"the zoo config's schedule, rescaled from its {ref} steps to {train_steps}"
+
+    def origin(name: str) -> str:
+        if mine is not None and (len(mine.schedule) > 0 if name == "schedule" else mine.HasField(name)):
+            return "override"
+        return "zoo" if zoo_lr is not None else "default"
+
+    def moved(name: str, old: int, new: int, why: str) -> None:
+        if old != new:
+            warnings.append(f"learning-rate schedule: {kind}.{name} {old} -> {new} ({why})")
+
     if kind == "cosine_decay_learning_rate":
-        old_total = lr.total_steps or old_steps or train_steps
-        if warmup_steps is None:
-            warmup_steps = round(lr.warmup_steps * train_steps / old_total) if old_total else 0
+        ref = (zoo_lr.total_steps if zoo_lr is not None and zoo_lr.HasField("total_steps") else zoo_steps) \
+            or train_steps
+        old_total = lr.total_steps
         lr.total_steps = train_steps
-        lr.warmup_steps = min(warmup_steps, max(train_steps - 1, 0))
-        if lr.hold_base_rate_steps:
-            lr.hold_base_rate_steps = min(round(lr.hold_base_rate_steps * train_steps / old_total),
-                                          train_steps - lr.warmup_steps)
+        moved("total_steps", old_total, train_steps, "a cosine schedule ends at train_steps")
+        for name in ("warmup_steps", "hold_base_rate_steps"):
+            old = getattr(lr, name)
+            if name == "warmup_steps" and warmup_steps is not None:
+                lr.warmup_steps = warmup_steps  # asked for: the change table shows it, no warning
+            elif origin(name) == "zoo" and old:
+                new = round(old * train_steps / ref)
+                setattr(lr, name, new)
+                moved(name, old, new, rescaled(ref))
+        if lr.hold_base_rate_steps and lr.warmup_steps + lr.hold_base_rate_steps >= train_steps:
+            warnings.append(f"learning-rate schedule: warmup_steps {lr.warmup_steps} + hold_base_rate_steps "
+                            f"{lr.hold_base_rate_steps} reach train_steps {train_steps}: the rate never decays")
     elif kind == "manual_step_learning_rate":
-        ref = old_steps or (lr.schedule[-1].step * 2 if lr.schedule else train_steps)
-        last = 0
-        for item in lr.schedule:
-            step = max(round(item.step * train_steps / ref), last + 1)
-            item.step = step
-            last = step
-        while lr.schedule and lr.schedule[-1].step >= train_steps:
-            del lr.schedule[-1]
+        if origin("schedule") == "zoo":
+            ref = zoo_steps or (lr.schedule[-1].step * 2 if lr.schedule else train_steps)
+            last, keep = 0, 0
+            for i, item in enumerate(lr.schedule):
+                step = max(round(item.step * train_steps / ref), last + 1)  # TFOD: strictly increasing
+                if step >= train_steps:
+                    warnings.append(f"learning-rate schedule: dropped {kind}.schedule[{i}] (step {item.step}, "
+                                    f"rate {item.learning_rate:.6g}): {rescaled(ref)}, it lands on step {step}, "
+                                    "at or past the end")
+                    continue
+                moved(f"schedule[{i}].step", item.step, step, rescaled(ref))
+                item.step = last = step
+                keep = i + 1
+            del lr.schedule[keep:]
+        else:
+            for i, item in enumerate(lr.schedule):
+                if item.step >= train_steps:
+                    warnings.append(f"learning-rate schedule: {kind}.schedule[{i}] (step {item.step}, rate "
+                                    f"{item.learning_rate:.6g}) is at or past train_steps {train_steps}: it never "
+                                    f"takes effect (kept as the override wrote it)")
     elif kind == "exponential_decay_learning_rate":
-        ref = old_steps or train_steps
-        lr.decay_steps = max(1, round(lr.decay_steps * train_steps / ref))
-        if lr.burnin_steps:
-            lr.burnin_steps = min(round(lr.burnin_steps * train_steps / ref), train_steps - 1)
-    train_config.num_steps = train_steps
+        ref = zoo_steps or train_steps
+        for name in ("decay_steps", "burnin_steps"):
+            old = getattr(lr, name)
+            if origin(name) == "zoo" and old:
+                new = round(old * train_steps / ref)
+                new = max(1, new) if name == "decay_steps" else min(new, train_steps - 1)
+                setattr(lr, name, new)
+                moved(name, old, new, rescaled(ref))
+        if lr.burnin_steps >= train_steps:
+            warnings.append(f"learning-rate schedule: burnin_steps {lr.burnin_steps} is at or past train_steps "
+                            f"{train_steps}: the whole run is burn-in")
+    return warnings
 
 
 def set_learning_rate(train_config, rate: float) -> None:
@@ -439,11 +500,16 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
         train.fine_tune_checkpoint_version = train_pb2.CheckpointVersion.Value("V2")
     train.use_bfloat16 = False  # TPU only; fails on CPU/GPU
     tracker.stage("defaults")
+    zoo_steps, zoo_schedule = train.num_steps, _learning_rate(train)
+    if zoo_schedule is not None:  # a copy: the merge below changes the pipeline's own message
+        zoo_schedule = (zoo_schedule[0], type(zoo_schedule[1]).FromString(zoo_schedule[1].SerializeToString()))
 
     # 3. override
+    written_schedule = None
     if override_text is not None:
         override = pipeline_pb2.TrainEvalPipelineConfig()
         _parse_text(override_text, override, override_source)
+        written_schedule = _learning_rate(override.train_config)
         merge_replacing_lists(pipeline, override)
         tracker.stage("override")
     arch, arch_config = model_oneof(pipeline)
@@ -460,17 +526,17 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
     arch_config.num_classes = num_classes
     if "batch_size" in hparams:
         train.batch_size = hparams["batch_size"]
-    if "train_steps" in hparams or "warmup_steps" in hparams:
-        if "warmup_steps" in hparams:
-            kind = (_learning_rate(train) or ("none",))[0]
-            if kind != "cosine_decay_learning_rate":
-                raise UserError(f"warmup_steps applies to a cosine_decay_learning_rate, this config has {kind}",
-                                "set the warm-up in the override instead")
-        steps = hparams.get("train_steps", train.num_steps or (_learning_rate(train)[1].total_steps))
-        if "warmup_steps" in hparams and hparams["warmup_steps"] >= steps:
-            raise UserError(f"warmup_steps {hparams['warmup_steps']} must be below train_steps {steps}",
-                            "use fewer warm-up steps")
-        rescale_schedule(train, steps, hparams.get("warmup_steps"))
+    sched = _learning_rate(train)
+    if "warmup_steps" in hparams and (sched or ("none",))[0] != "cosine_decay_learning_rate":
+        raise UserError(f"warmup_steps applies to a cosine_decay_learning_rate, this config has "
+                        f"{(sched or ('none',))[0]}", "set the warm-up in the override instead")
+    steps = hparams.get("train_steps") or train.num_steps or \
+        (sched[1].total_steps if sched and sched[0] == "cosine_decay_learning_rate" else 0)
+    if "warmup_steps" in hparams and hparams["warmup_steps"] >= steps:
+        raise UserError(f"warmup_steps {hparams['warmup_steps']} must be below train_steps {steps}",
+                        "use fewer warm-up steps")
+    if steps:
+        warnings += fit_schedule(train, steps, zoo_schedule, zoo_steps, written_schedule, hparams.get("warmup_steps"))
     if "learning_rate" in hparams:
         set_learning_rate(train, hparams["learning_rate"])
     if "num_examples" in hparams:
@@ -507,7 +573,7 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
     sched = _learning_rate(train)
     if sched and sched[0] == "cosine_decay_learning_rate" and sched[1].warmup_steps > sched[1].total_steps:
         raise UserError(f"cosine warm-up {sched[1].warmup_steps} exceeds total_steps {sched[1].total_steps}",
-                        "lower warmup_steps")
+                        "lower warmup_steps (in the override or the hparams; unset, TFOD's default is 10000)")
     if checkpoint is not None and train.fine_tune_checkpoint_type not in FINE_TUNE_TYPES:
         raise UserError(f"fine_tune_checkpoint_type {train.fine_tune_checkpoint_type!r} is not one of "
                         f"{', '.join(FINE_TUNE_TYPES)}", f"use {model.fine_tune_checkpoint_type!r} for {model.name}")
@@ -632,6 +698,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"precedence: pretrained < defaults < override < hparams < paths")
     print(format_changes(result.changes))
     for w in result.warnings:
-        print(f"warning: {w}")
+        print(f"warning: {w}", file=sys.stderr)
     print(f"readconfig: wrote {args.output_dir / 'pipeline.config'}")
     return 0
