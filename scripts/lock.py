@@ -1,10 +1,13 @@
 """Resolve requirements/*.in into exact-version lock files with pip itself.
 
-    python scripts/lock.py          # rewrite requirements/lock.txt, lock-dev.txt and checkov.txt
+    python scripts/lock.py          # rewrite requirements/lock.txt, lock-gpu.txt, lock-dev.txt and checkov.txt
+    python scripts/lock.py gpu      # rewrite lock-gpu.txt only (from gpu.in and the current lock.txt)
 
-lock.txt is resolved from runtime.in alone; lock-dev.txt from dev.in with
-lock.txt as constraints, minus what lock.txt already pins, so the runtime set
-is identical in the CPU venv, CI and the GPU image.
+lock.txt is resolved from runtime.in alone. lock-gpu.txt is lock.txt plus what
+gpu.in adds (NVIDIA's CUDA and cuDNN wheels), resolved with lock.txt as
+constraints, so the GPU image has exactly the CPU venv's versions of everything
+else. lock-dev.txt is dev.in with lock.txt as constraints, minus what lock.txt
+already pins.
 """
 
 from __future__ import annotations
@@ -38,11 +41,36 @@ def write(path: Path, src: str, pins: dict[str, str]) -> None:
     print(f"wrote {path} ({len(pins)} packages)")
 
 
-def main() -> int:
+def read_lock(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name] = version
+    return pins
+
+
+def lock_gpu() -> None:
+    runtime = read_lock(REQ / "lock.txt")
+    gpu = resolve(REQ / "gpu.in", constraints=REQ / "lock.txt")
+    moved = {n: (runtime[n], v) for n, v in gpu.items() if n in runtime and runtime[n] != v}
+    if moved:
+        raise SystemExit(f"error: gpu.in moved pins of lock.txt: {moved}")
+    write(REQ / "lock-gpu.txt", "gpu.in (lock.txt plus the CUDA wheels)", {**runtime, **gpu})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["gpu"]:
+        lock_gpu()
+        return 0
+    if argv:
+        raise SystemExit("usage: python scripts/lock.py [gpu]")
     runtime = resolve(REQ / "runtime.in")
     if "opencv-python" in runtime:
         raise SystemExit("error: opencv-python resolved beside opencv-python-headless")
     write(REQ / "lock.txt", "runtime.in", runtime)
+    lock_gpu()
     dev = resolve(REQ / "dev.in", constraints=REQ / "lock.txt")
     write(REQ / "lock-dev.txt", "dev.in (constrained by lock.txt)",
           {n: v for n, v in dev.items() if n not in runtime})

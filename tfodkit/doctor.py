@@ -1,6 +1,8 @@
 """``python -m tfodkit doctor``: is this a working TFOD stack?
 
-Prints the versions of every piece, the visible GPUs and CUDA, then builds one
+Prints the versions of every piece, the GPUs the NVIDIA driver sees and the GPUs
+TensorFlow sees (a mismatch fails: training would run on the CPU), the CUDA and
+cuDNN TensorFlow was built for, then builds one
 model of each meta-architecture the zoo uses from the toolkit's base configs
 and runs a forward pass. Exit 0 when all is well, 1 with a one-line reason
 naming the missing piece otherwise.
@@ -18,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tfodkit import gpu
 from tfodkit.errors import FAILURE, cli
 from tfodkit.paths import BASE_CONFIGS
 
@@ -119,11 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        build = tf.sysconfig.get_build_info()
+        cuda, cudnn = gpu.build_info()
+        driver = gpu.driver_gpus()
         print(f"{'Keras used by tf.keras':<26} {tf.keras.__name__.split('.')[0]}")
-        print(f"{'CUDA (TensorFlow build)':<26} {build.get('cuda_version') or 'none (CPU build)'}"
-              f"{', cuDNN ' + build['cudnn_version'] if build.get('cudnn_version') else ''}")
-        print(f"{'GPUs visible':<26} {len(gpus)}{': ' + ', '.join(g.name for g in gpus) if gpus else ''}")
+        print(f"{'CUDA (TensorFlow build)':<26} {cuda or 'none (CPU build)'}{', cuDNN ' + cudnn if cudnn else ''}"
+              f"{'' if gpu.cuda_wheels_installed() else ' (CUDA wheels not installed: CPU only)'}")
+        print(f"{'GPUs seen by the driver':<26} {driver.count}{' (' + driver.evidence + ')' if driver.count else ''}")
+        print(f"{'GPUs seen by TensorFlow':<26} {len(gpus)}{': ' + ', '.join(g.name for g in gpus) if gpus else ''}")
+        found = gpu.mismatch(driver, len(gpus))
+        if found and gpu.allow_cpu():
+            print(f"warning: {found[0]}: accepted because TFOD_ALLOW_CPU=1")
+        elif found:
+            problems.append("{} ({})".format(*found))
         import object_detection.model_lib_v2  # noqa: F401  (the training code path imports)
         import tensorboard.default  # noqa: F401  (what `tensorboard` loads at start-up)
     except Exception as exc:  # noqa: BLE001 - report any import failure as the missing piece

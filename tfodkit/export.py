@@ -7,8 +7,9 @@ The result is TFOD's exporter layout (``saved_model/``, ``checkpoint/``,
 ``pipeline.config``) plus ``label_map.pbtxt`` (a copy of the training label
 map, so predict.py needs nothing else) and ``export.json``. With ``--tflite``
 (SSD models only) ``tflite/model.tflite`` is added. Everything is written into
-a temporary sibling directory that replaces OUTPUT_DIR only when complete; an
-export already made from the latest checkpoint is reused.
+a staging directory that replaces OUTPUT_DIR's contents only when complete
+(also when OUTPUT_DIR is a mount point, such as a Docker volume); an export
+already made from the latest checkpoint is reused.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import tfodkit.compat  # noqa: F401
 import argparse
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.fsutil import replace_dir, staging_dir
 
 
 def _export_tflite(pipeline, checkpoint_dir: Path, out: Path) -> Path:
@@ -65,40 +66,31 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, tflite: boo
         raise UserError(f"TFLite export supports SSD models only, this is {arch}", "unset TFOD_EXPORT_TFLITE")
 
     start = time.monotonic()
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the export is meant to be shared
     try:
-        print(f"export: SavedModel from {Path(checkpoint).name} ...", flush=True)
-        # TFOD's exporter reads the latest checkpoint of a directory: give it exactly ours.
-        ckpt_dir = tmp / ".ckpt"
-        ckpt_dir.mkdir()
-        for f in Path(model_dir).glob(Path(checkpoint).name + ".*"):
-            (ckpt_dir / f.name).symlink_to(f.resolve())
-        (ckpt_dir / "checkpoint").write_text(f'model_checkpoint_path: "{Path(checkpoint).name}"\n')
-        exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(ckpt_dir), str(tmp))
-        label_maps = {r.label_map_path for r in [pipeline.train_input_reader, *pipeline.eval_input_reader]}
-        label_maps.discard("")
-        if label_maps:
-            shutil.copyfile(sorted(label_maps)[0], tmp / "label_map.pbtxt")
-        tflite_path = _export_tflite(pipeline, ckpt_dir, tmp) if tflite else None
-        shutil.rmtree(ckpt_dir)
-        info = {"checkpoint": checkpoint, "meta_arch": arch, "tflite": tflite,
-                "saved_model": str(output_dir / "saved_model"),
-                "label_map": str(output_dir / "label_map.pbtxt") if label_maps else None,
-                "tflite_model": str(output_dir / "tflite" / "model.tflite") if tflite_path else None,
-                "seconds": round(time.monotonic() - start, 1)}
-        (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
-        if output_dir.exists():  # swap: the old export stays until the new one is complete
-            old = output_dir.with_name(f".{output_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            output_dir.rename(old)
-            tmp.rename(output_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output_dir)
+        with staging_dir(output_dir) as tmp:
+            print(f"export: SavedModel from {Path(checkpoint).name} ...", flush=True)
+            # TFOD's exporter reads the latest checkpoint of a directory: give it exactly ours.
+            ckpt_dir = tmp / ".ckpt"
+            ckpt_dir.mkdir()
+            for f in Path(model_dir).glob(Path(checkpoint).name + ".*"):
+                (ckpt_dir / f.name).symlink_to(f.resolve())
+            (ckpt_dir / "checkpoint").write_text(f'model_checkpoint_path: "{Path(checkpoint).name}"\n')
+            exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(ckpt_dir), str(tmp))
+            label_maps = {r.label_map_path for r in [pipeline.train_input_reader, *pipeline.eval_input_reader]}
+            label_maps.discard("")
+            if label_maps:
+                shutil.copyfile(sorted(label_maps)[0], tmp / "label_map.pbtxt")
+            tflite_path = _export_tflite(pipeline, ckpt_dir, tmp) if tflite else None
+            shutil.rmtree(ckpt_dir)
+            info = {"checkpoint": checkpoint, "meta_arch": arch, "tflite": tflite,
+                    "saved_model": str(output_dir / "saved_model"),
+                    "label_map": str(output_dir / "label_map.pbtxt") if label_maps else None,
+                    "tflite_model": str(output_dir / "tflite" / "model.tflite") if tflite_path else None,
+                    "seconds": round(time.monotonic() - start, 1)}
+            (tmp / "export.json").write_text(json.dumps(info, indent=2) + "\n")
+            # The old export stays whole until the new one is complete, and is never mixed with it.
+            replace_dir(tmp, output_dir)
     except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, UserError):
             raise
         raise UserError(f"export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from tfodkit.errors import FAILURE, UserError, cli
 from tfodkit.fsutil import write_json_atomic
+from tfodkit.gpu import require_tensorflow_gpus
 
 CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
 SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -60,6 +61,7 @@ def make_strategy(num_gpus: int | None = None, cross_device_ops: str = "nccl", c
     if cross_device_ops not in CROSS_DEVICE_OPS:
         raise UserError(f"unknown cross_device_ops {cross_device_ops!r}", f"use one of {', '.join(CROSS_DEVICE_OPS)}")
     gpus = tf.config.list_physical_devices("GPU")
+    require_tensorflow_gpus(len(gpus))  # GPUs on the machine but none in TensorFlow: stop, unless TFOD_ALLOW_CPU=1
     for gpu in gpus:
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
