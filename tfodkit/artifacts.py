@@ -47,7 +47,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfodkit.errors import UserError, cli
+from tfodkit.errors import ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_text_atomic
 
 DEFAULT_DIRS = "experiments/training:experiments/exported_model"
@@ -232,7 +232,7 @@ def _loop(args: argparse.Namespace, bucket: str, prefix: str, rid: str, dirs: li
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.artifacts",
+    parser = ArgumentParser(prog="python -m tfodkit.artifacts",
                                      description="Copy training artifacts to S3 (the ECS sidecar).")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("sync", help="copy the directories to S3 every --interval seconds and once more on SIGTERM")

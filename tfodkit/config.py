@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tfodkit import zoo
-from tfodkit.errors import UserError, cli, did_you_mean
+from tfodkit.errors import ArgumentParser, UserError, cli, did_you_mean
 from tfodkit.fsutil import write_json_atomic, write_text_atomic
 from tfodkit.paths import BASE_CONFIGS
 
@@ -626,7 +626,7 @@ def resolve_base(model: zoo.ZooModel, pretrained_dir: Path | None, cache_dir: Pa
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="readconfig.py", description="Merge a zoo model's pipeline.config with your override and "
         "hyper-parameters into <output_dir>/pipeline.config.",
         epilog="hparams keys: " + "; ".join(f"{k} ({v.help})" for k, v in HPARAMS.items()))

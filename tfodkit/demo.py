@@ -11,14 +11,13 @@ where the pictures and metrics are. Exit 1 when mAP@0.5 is below --min_map50.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 
 
@@ -56,7 +55,7 @@ def match(truth_csv: Path, detections_json: Path, threshold: float = 0.5) -> dic
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.demo", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit.demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("report")
     p.add_argument("--demo_dir", type=Path, default=Path("demo"))

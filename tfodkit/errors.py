@@ -1,10 +1,12 @@
-"""One user-error type and the CLI wrapper that prints it on one line."""
+"""One user-error type, the argparse parser and the CLI wrapper that print it on one line."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 USAGE = 2  # bad usage / bad input
 FAILURE = 1  # something failed while doing the work
@@ -21,6 +23,22 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return f"{self.what} ({self.fix})" if self.fix else self.what
+
+
+class UsageExit(SystemExit):
+    """A usage error already printed on one line: exit status 2 (caught by :func:`cli`)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``error: <msg> (see: <prog> --help)``, exit status 2.
+
+    Every CLI of the toolkit uses it (subcommands inherit it). Under :func:`cli`
+    ``main`` returns 2; elsewhere the :class:`UsageExit` ends the process with 2.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        raise UsageExit(USAGE)
 
 
 def did_you_mean(word: str, choices: Sequence[str], n: int = 3) -> str:
@@ -44,6 +62,8 @@ def cli(func: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] 
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.status
+        except UsageExit as exc:
+            return exc.code
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 
 PREFIX = "DetectionBoxes_Precision/"
@@ -152,7 +151,7 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.evaluate", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline_config", type=Path, required=True)
     parser.add_argument("--model_dir", type=Path, required=True, help="where the checkpoints are; metrics go there")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint prefix (default: the latest in model_dir)")

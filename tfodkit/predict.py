@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfodkit.errors import FAILURE, UserError, cli, did_you_mean
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli, did_you_mean
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 PROGRESS_ABOVE = 3  # show a progress bar for more images than this
@@ -563,7 +563,7 @@ class Detector:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="predict.py", description=__doc__.split("\n\n")[0],
         epilog="Exit status: 0 when every image was written, 1 when some could not be read or written "
                "(each is named on stderr), 2 for bad usage (missing model, label map, no images).")

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 
 OUTPUTS = ("profile", "region", "cluster_name", "task_definition", "container_name", "log_group")
 # train.sh's first three arguments when the task definition gives no default command.
@@ -544,7 +544,7 @@ def step_tensorboard(args: argparse.Namespace) -> int:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.runtask",
+    parser = ArgumentParser(prog="python -m tfodkit.runtask",
                                      description="The steps of runtask.sh (see its --help).")
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("check", help="validate configs.json (and the run's inputs); no AWS call")

@@ -11,13 +11,12 @@ The demo and the end-to-end tests make their data with it: no download.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import UserError, cli
+from tfodkit.errors import ArgumentParser, UserError, cli
 
 CLASSES = ("circle", "square")
 
@@ -82,7 +81,7 @@ def _write_csv(path: Path, rows: list) -> None:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.synthetic", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--images", type=int, default=240, help="annotated images (default 240)")
     parser.add_argument("--holdout", type=int, default=12, help="unannotated images for predict.py (default 12)")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
-import argparse
 import contextlib
 import json
 import math
@@ -32,7 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.gpu import require_tensorflow_gpus
 
@@ -340,7 +339,7 @@ def _toolkit_setting(model_dir: Path, key: str, default):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.train", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline_config", type=Path, required=True)
     parser.add_argument("--model_dir", type=Path, required=True, help="checkpoints and TensorBoard events")
     parser.add_argument("--checkpoint_every_n", type=int, default=None,

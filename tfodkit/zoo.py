@@ -14,7 +14,6 @@ a connection or a read may stall before the download fails; default 30).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 
 DEFAULT_ZOO_URL = "http://download.tensorflow.org/models/object_detection/tf2"
 DEFAULT_TIMEOUT = 30.0
@@ -248,7 +247,7 @@ def fetch(model: ZooModel, cache_dir: Path | str | None = None, base_url: str | 
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.zoo", description="The TF2 Detection Model Zoo.")
+    parser = ArgumentParser(prog="python -m tfodkit.zoo", description="The TF2 Detection Model Zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="print every model: display name, architecture, input size, tarball")
     p = sub.add_parser("resolve", help="print the canonical display name of a model")

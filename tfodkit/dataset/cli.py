@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, USAGE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UserError (one line, exit 2) instead of printing its own usage."""
-
-    def error(self, message: str):
-        raise UserError(message, f"see: python -m tfodkit.dataset {self.prog.split()[-1]} --help"
-                        if self.prog.split()[-1] in ("convert", "check") else "see: python -m tfodkit.dataset --help",
-                        status=USAGE)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgumentParser:
     from tfodkit.dataset.readers import FORMATS
 
-    parser = _Parser(prog="python -m tfodkit.dataset",
+    parser = ArgumentParser(prog="python -m tfodkit.dataset",
                      description="Prepare datasets for TFOD: convert annotations to TFRecords, check records.")
-    sub = parser.add_subparsers(dest="command", metavar="convert|check", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="convert|check")
     sub.required = True
 
     conv = sub.add_parser("convert", help="annotations (VOC, COCO, CSV, LISA) -> TFRecords + classes.pbtxt",
