@@ -1,10 +1,13 @@
 """images/s of ``tfodkit.dataset convert`` against a plain single-process converter, on the same data.
 
-The data: the raccoon dataset's 200 real JPEGs and VOC files, copied ``--copies``
-times into a temporary folder, each copy made byte-unique (and of its own size)
-by a JPEG comment segment, so nothing is a duplicate and every image is really
-read, hashed and written. The page cache is warmed first; then the reference and ``convert``
-run in turn, ``--repeats`` times each, and the best run of each is compared.
+The data: real JPEGs and VOC files, by default the raccoon subset in
+tests/data/raccoon (``--source``: any folder with images/ and annotations/,
+e.g. a full copy of the raccoon dataset), copied into a temporary folder until
+there are ``--images`` (or ``--copies`` times each), each copy made
+byte-unique (and of its own size) by a JPEG comment segment, so nothing is a
+duplicate and every image is really read, hashed and written. The page cache
+is warmed first; then the reference and ``convert`` run in turn, ``--repeats``
+times each, and the best run of each is compared.
 
 The reference is what TFOD's own create_pascal_tf_record.py does, one image at
 a time: parse one XML, read the bytes, open them with PIL (format and size),
@@ -38,7 +41,8 @@ from PIL import Image
 from tfodkit.dataset import convert
 
 ROOT = Path(__file__).resolve().parent.parent
-RACCOON = ROOT.parent / "shared" / "datasets" / "raccoon"
+RACCOON = ROOT / "tests" / "data" / "raccoon"
+IMAGES = 4000
 TARGET = 1.5
 
 
@@ -126,22 +130,28 @@ def count_records(paths) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=20, help="copies of the 200 raccoon images (default 20)")
+    parser.add_argument("--source", type=Path, default=RACCOON,
+                        help="folder with images/ and annotations/ (default: the raccoon subset of the tests)")
+    parser.add_argument("--images", type=int, default=IMAGES, help=f"images to make (default {IMAGES})")
+    parser.add_argument("--copies", type=int, help="copies of each source image (default: enough for --images)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each converter; the best counts (default 2)")
     parser.add_argument("--workers", type=int, default=None, help="convert's workers (default: every core)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dataset.json")
     args = parser.parse_args(argv)
-    if not (RACCOON / "annotations").is_dir():
-        print(f"error: {RACCOON} is missing (run from a clone with ../shared beside it)", file=sys.stderr)
+    annotated = sorted((args.source / "annotations").glob("*.xml"))
+    if not annotated:
+        print(f"error: no VOC files in {args.source / 'annotations'} (pass --source DIR with images/ and "
+              "annotations/)", file=sys.stderr)
         return 2
+    args.copies = args.copies or -(-args.images // len(annotated))
     workers = args.workers or convert.default_workers()
     with tempfile.TemporaryDirectory(prefix="bench-dataset-") as tmp:
         tmp = Path(tmp)
-        images, annotations, n, size = make_dataset(RACCOON, tmp / "data", args.copies)
+        images, annotations, n, size = make_dataset(args.source, tmp / "data", args.copies)
         for path in images.iterdir():  # warm the page cache: both converters read from memory
             path.read_bytes()
-        print(f"dataset: {n} images, {size / 1e6:.0f} MB (raccoon x {args.copies}); {workers} workers, "
-              f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
+        print(f"dataset: {n} images, {size / 1e6:.0f} MB ({len(annotated)} from {args.source} x {args.copies}); "
+              f"{workers} workers, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.2f}")
         runs: dict[str, list[float]] = {"reference": [], "convert": []}
         cpu: dict[str, list[float]] = {"reference": [], "convert": []}
         for repeat in range(args.repeats):
@@ -172,7 +182,8 @@ def main(argv=None) -> int:
     ratio = rate["convert"] / rate["reference"]
     result = {
         "benchmark": "dataset convert vs plain single-process converter",
-        "images": n, "megabytes": round(size / 1e6, 1), "copies": args.copies, "repeats": args.repeats,
+        "images": n, "megabytes": round(size / 1e6, 1), "source": str(args.source), "source_images": len(annotated),
+        "copies": args.copies, "repeats": args.repeats,
         "workers": workers, "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
         "python": platform.python_version(), "tensorflow": tf.__version__,
         "seconds": {k: [round(x, 3) for x in v] for k, v in runs.items()},

@@ -19,8 +19,9 @@ seed-style.
 Once more at the end, ``predict.py`` itself (``tfodkit.predict.main``) runs on
 the same images: its own images/s and its wall time with model loading.
 
-The images: the raccoon dataset's real JPEGs (../shared/datasets/raccoon; sizes
-from 259x194 to 960x720), or --images. The model: --model/--labels, or an
+The images: real JPEGs, by default the raccoon subset in tests/data/raccoon
+(14 photos from 259x194 to 800x573, taken in turn until there are --count), or
+the first --count of --images. The model: --model/--labels, or an
 untrained SSD MobileNet V2 FPNLite 320x320 exported with TFOD's exporter and
 cached in bench/results/untrained_ssd (about 40 s the first time). Detections
 drawn: --min_confidence 0 and --max_detections 10 by default, so an untrained
@@ -53,7 +54,7 @@ from PIL import Image
 from tfodkit import predict
 
 ROOT = Path(__file__).resolve().parent.parent
-RACCOON = ROOT.parent / "shared" / "datasets" / "raccoon" / "images"
+RACCOON = ROOT / "tests" / "data" / "raccoon" / "images"
 RESULTS = ROOT / "bench" / "results"
 TARGET_PLAIN, TARGET_SEED = 0.9, 1.3
 
@@ -144,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="exported model (default: a cached untrained SSD)")
     parser.add_argument("--labels", type=Path, help="its label map (needed with --model)")
-    parser.add_argument("--images", type=Path, default=RACCOON, help="folder of images (default: raccoon)")
-    parser.add_argument("--count", type=int, default=40, help="images used (default 40)")
+    parser.add_argument("--images", type=Path, default=RACCOON,
+                        help="folder of images (default: the raccoon subset of the tests)")
+    parser.add_argument("--count", type=int, default=40,
+                        help="images used (default 40; a smaller folder is taken in turn until there are as many)")
     parser.add_argument("--rounds", type=int, default=5, help="runs of each mode; the best counts (default 5)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2), help="predict's --workers")
     parser.add_argument("--inflight", type=int, default=2, help="predict's --inflight (default 2)")
@@ -167,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.image_dir = work / "images"
         args.image_dir.mkdir()
-        for p in paths:  # the same files for every mode, in a folder of their own
-            shutil.copyfile(p, args.image_dir / p.name)
+        for i in range(args.count):  # the same files for every mode, in a folder of their own
+            p = paths[i % len(paths)]
+            shutil.copyfile(p, args.image_dir / (p.name if i < len(paths) else f"{p.stem}-{i}{p.suffix}"))
         paths = sorted(args.image_dir.iterdir())
         for p in paths:  # page cache
             p.read_bytes()

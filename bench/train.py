@@ -22,7 +22,8 @@
 
 Both sides fine-tune SSD MobileNet V2 FPNLite 320x320 from the same zoo-style
 checkpoint (real, of random weights: no download here) on the same synthetic
-records; --steps must be a multiple of 100 (fact 7 of DESIGN.md).
+records; --steps must be a multiple of 100 (model_main_tf2.py runs whole
+chunks of 100 steps: docs/tfod-on-current-tf.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths, the third-party raccoon dataset, subprocess helpers."""
+"""Shared fixtures: paths, the third-party raccoon subset, subprocess helpers."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-RACCOON = ROOT.parent / "shared" / "datasets" / "raccoon"
+RACCOON = ROOT / "tests" / "data" / "raccoon"  # a subset of a real dataset, with its licence (its README.md)
 
 
 @pytest.fixture(scope="session")
 def raccoon() -> Path:
-    if not RACCOON.is_dir():
-        pytest.fail(f"{RACCOON} is missing: run the tests from a clone that has ../shared beside it")
+    """The raccoon subset, read-only: tests copy what they change into tmp_path."""
     return RACCOON
 
 
@@ -29,6 +30,125 @@ def like_a_terminal_job() -> None:
     and bash cannot trap an ignored signal: the Ctrl-C tests would test nothing.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """The one local AWS of the test session: moto's server on 127.0.0.1, its URL.
+
+    moto keeps its state in this process, so tests that patch moto's backend or
+    response classes act on it; tests that need an empty AWS reset it first
+    (``reset_moto``).
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    """Forget every bucket, cluster, task and log of the local AWS."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+
+
+class Followed:
+    """A subprocess whose stdout and stderr lines are collected while it runs, by one reader thread each.
+
+    ``terminal_job=True`` starts it in its own process group taking Ctrl-C as a
+    terminal job would (``like_a_terminal_job``), so that signals can go to the
+    whole group; ``merge=True`` sends stderr to ``out`` too.
+    """
+
+    def __init__(self, cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
+                 terminal_job: bool = False, merge: bool = False):
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+                                     start_new_session=terminal_job,
+                                     preexec_fn=like_a_terminal_job if terminal_job else None)
+        self.group = terminal_job
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=self._collect, args=(stream, sink), daemon=True)
+                         for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)) if stream]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(stream, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    @property
+    def stdout(self) -> str:
+        return "\n".join(self.out)
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.err)
+
+    def _drained(self) -> None:
+        """Wait for the readers to reach the end of the output (the process has exited or been killed)."""
+        for reader in self._readers:
+            reader.join(timeout=30)
+
+    def until(self, what: str, predicate, timeout: float = 60) -> None:
+        """Poll ``predicate`` until it holds; fail with the output if the process exits first or time runs out."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if self.proc.poll() is not None:
+                self._drained()  # the last lines may still be in the pipe
+                if predicate():
+                    return
+                self._fail(f"waited for {what}, but the process exited ({self.proc.returncode})")
+            if time.monotonic() > deadline:
+                self.kill()
+                self._fail(f"waited {timeout:g} s for {what}")
+            time.sleep(0.05)
+
+    def saw(self, text: str, where: str = "err", timeout: float = 60) -> None:
+        lines = self.err if where == "err" else self.out
+        self.until(f"{text!r} on std{where}", lambda: any(text in line for line in lines), timeout)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process, or to its whole process group for a terminal job."""
+        if self.group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the exit and the last output line; the exit status (killed and failed after ``timeout``)."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self._fail(f"did not exit within {timeout:g} s")
+        self._drained()
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL it (its process group for a terminal job) if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL) if self.group else self.proc.kill()
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self._drained()
+
+    def _fail(self, message: str):
+        raise AssertionError(f"{message}\nstdout:\n{self.stdout[-5000:]}\nstderr:\n{self.stderr[-5000:]}")
+
+    def __enter__(self) -> Followed:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
 
 
 def run_python(code: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tests.conftest import run_python
 
-GREY = "raccoon-150.jpg"  # one of the dataset's 3 greyscale JPEGs
+GREY = "raccoon-150.jpg"  # a greyscale JPEG (tests/data/raccoon)
 COLOUR = "raccoon-1.jpg"
 
 

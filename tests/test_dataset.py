@@ -1,4 +1,6 @@
-"""Dataset preparation on the real raccoon dataset: VOC and CSV agree, check passes, faults are reported exactly.
+"""Dataset preparation on real raccoon data: VOC and CSV agree, check passes, faults are reported exactly.
+
+The data is the subset in tests/data/raccoon (its README.md): every count below is read from its files.
 
 Small synthetic COCO, LISA and EXIF fixtures are in tests/test_dataset_formats.py.
 """
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
+import hashlib
 import io
 import json
 import shutil
@@ -17,6 +20,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from tests.conftest import RACCOON
 from tfodkit.dataset import check, cli, convert, labelmap
 
 TFOD_KEYS = {
@@ -25,7 +29,20 @@ TFOD_KEYS = {
     "image/object/bbox/ymax", "image/object/class/text", "image/object/class/label", "image/object/difficult",
     "image/object/truncated",
 }
-RACCOON_DUPLICATES = {"raccoon-116.jpg", "raccoon-74.jpg", "raccoon-83.jpg", "raccoon-98.jpg"}
+
+
+def _identical_groups(folder: Path) -> list[list[str]]:
+    """The names of byte-identical images, each group sorted (the tool reports all but the first)."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted(folder.iterdir()):
+        groups.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), []).append(path.name)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+RACCOON_IMAGES = sorted(p.name for p in (RACCOON / "images").iterdir())
+RACCOON_BOXES = sum(p.read_text().count("<object>") for p in (RACCOON / "annotations").glob("*.xml"))
+RACCOON_IDENTICAL = _identical_groups(RACCOON / "images")
+RACCOON_DUPLICATES = {name for group in RACCOON_IDENTICAL for name in group[1:]}
 
 
 def records_of(folder: Path) -> list[Path]:
@@ -68,19 +85,29 @@ def converted(raccoon, tmp_path_factory):
     return out
 
 
-def test_voc_and_csv_give_200_images_217_boxes(converted):
+def test_the_subset_has_what_these_tests_need():
+    """Otherwise the tests below would pass without exercising duplicates, greyscale or several boxes."""
+    assert RACCOON_DUPLICATES and RACCOON_BOXES > len(RACCOON_IMAGES)
+    with Image.open(RACCOON / "images" / "raccoon-150.jpg") as im:
+        assert im.mode == "L"
+    csv_rows = (RACCOON / "data" / "raccoon_labels.csv").read_text().splitlines()[1:]
+    assert sorted({row.split(",")[0] for row in csv_rows}) == RACCOON_IMAGES and len(csv_rows) == RACCOON_BOXES
+
+
+def test_voc_and_csv_give_every_image_and_box(converted):
+    everything = {"images": len(RACCOON_IMAGES), "boxes": RACCOON_BOXES}
     for fmt, (folder, data) in converted.items():
         totals = data["totals"]
-        assert totals["input"] == {"images": 200, "boxes": 217}, fmt
-        assert totals["written"] == {"images": 200, "boxes": 217}, fmt
+        assert totals["input"] == everything, fmt
+        assert totals["written"] == everything, fmt
         assert totals["dropped"] == {"images": {}, "boxes": {}} and totals["adds_up"], fmt
-        assert data["splits"]["training"]["images"] == 160 and data["splits"]["testing"]["images"] == 40
+        assert data["splits"]["training"]["images"] + data["splits"]["testing"]["images"] == len(RACCOON_IMAGES)
         assert sorted(p.name for p in folder.iterdir()) == ["classes.pbtxt", "dataset.json", "testing.record",
                                                             "training.record"]
         assert (folder / "classes.pbtxt").read_text() == "item {\n  id: 1\n  name: 'raccoon'\n}\n\n"
         assert json.loads((folder / "dataset.json").read_text()) == data
-        # The dataset holds 4 pairs of byte-identical pictures, annotated independently: kept, reported.
-        assert data["problems"]["counts"] == {"duplicate_image": 4}
+        # The dataset holds pairs of byte-identical pictures, annotated independently: kept, reported.
+        assert data["problems"]["counts"] == {"duplicate_image": len(RACCOON_DUPLICATES)}
         assert {p["file"] for p in data["problems"]["items"]} == RACCOON_DUPLICATES
 
 
@@ -89,10 +116,15 @@ def decoded(converted):
     return {fmt: decode_all(records_of(folder)) for fmt, (folder, _) in converted.items()}
 
 
-def test_voc_and_csv_give_the_same_examples(decoded, raccoon):
+def test_voc_and_csv_give_the_same_examples(decoded, converted):
     voc, csv = decoded["voc"], decoded["csv"]
-    assert len(voc) == len(csv) == 200
-    assert set(voc) == set(csv) == {p.name for p in (raccoon / "images").iterdir()}
+    assert sorted(voc) == sorted(csv) == RACCOON_IMAGES
+    # the default split: a fifth of the units to testing, identical pictures (one unit) on the same side
+    testing = {name for name, e in voc.items() if e["split"] == "testing"}
+    assert len(testing) == converted["voc"][1]["splits"]["testing"]["images"]
+    assert len(testing - RACCOON_DUPLICATES) == round(0.2 * (len(voc) - len(RACCOON_DUPLICATES)))
+    for group in RACCOON_IDENTICAL:
+        assert len({voc[name]["split"] for name in group}) == 1, group
     for name, a in voc.items():
         b = csv[name]
         assert a["split"] == b["split"], name  # same split too: it depends on names and classes only
@@ -125,20 +157,25 @@ def test_check_passes_on_converted_records(converted, tmp_path, capsys):
         samples = tmp_path / f"{fmt}.png"
         assert cli.main(["check", str(folder), "--samples", str(samples), "--num_samples", "4"]) == 0
         text = capsys.readouterr().out
-        assert "200 records, 217 boxes" in text and "check: ok" in text
-        assert "warning duplicate_image: 4" in text  # within one split: a warning, not an error
+        assert f"{len(RACCOON_IMAGES)} records, {RACCOON_BOXES} boxes" in text and "check: ok" in text
+        # within one split: a warning, not an error
+        assert f"warning duplicate_image: {len(RACCOON_DUPLICATES)}" in text
         with Image.open(samples) as im:
             assert im.format == "PNG" and im.width >= 4 * 256
 
 
 def test_check_passes_on_third_party_record(raccoon, tmp_path, capsys):
     """data/test.record: written by the dataset author's TF1-era script (image/format 'jpg', no sha256)."""
+    record = raccoon / "data" / "test.record"
+    examples = [tf.train.Example.FromString(s.numpy()) for s in tf.data.TFRecordDataset(str(record))]
+    boxes = sum(len(e.features.feature["image/object/bbox/xmin"].float_list.value) for e in examples)
+    assert examples and all(e.features.feature["image/format"].bytes_list.value == [b"jpg"] for e in examples)
     samples = tmp_path / "samples.png"
-    code = cli.main(["check", str(raccoon / "data" / "test.record"), "--samples", str(samples),
+    code = cli.main(["check", str(record), "--samples", str(samples),
                      "--label_map", str(raccoon / "training" / "object-detection.pbtxt")])
     text = capsys.readouterr().out
     assert code == 0, text
-    assert "40 records, 44 boxes" in text and "problems: none" in text and "check: ok" in text
+    assert f"{len(examples)} records, {boxes} boxes" in text and "problems: none" in text and "check: ok" in text
     assert samples.is_file()
 
 
@@ -234,11 +271,11 @@ def test_label_map_with_id_0_is_refused_by_convert_and_check(raccoon, converted,
     # check: the converted records against that label map: the map is wrong, and every box's label is unknown.
     result = check.run(converted["csv"][0], label_map=bad, samples=tmp_path / "s.png", n_samples=0,
                        out=io.StringIO())
-    assert result["problems"] == {"label_map": 1, "unknown_label": 217, "text_label_mismatch": 217,
-                                  "duplicate_image": 4}
+    assert result["problems"] == {"label_map": 1, "unknown_label": RACCOON_BOXES,
+                                  "text_label_mismatch": RACCOON_BOXES, "duplicate_image": len(RACCOON_DUPLICATES)}
     assert result["issues"][0] == {"kind": "label_map", "where": str(bad),
                                    "detail": f"{bad}: class 'raccoon' has id 0; ids start at 1 (0 is the background)"}
-    assert result["errors"] == 1 + 217 + 217
+    assert result["errors"] == 1 + 2 * RACCOON_BOXES
     assert cli.main(["check", str(converted["csv"][0]), "--label_map", str(bad), "--num_samples", "0"]) == 1
 
 

@@ -4,8 +4,9 @@ Import this module before anything imports ``tensorflow`` or ``object_detection`
 
     import tfodkit.compat  # noqa: F401  (must come first)
 
-Each shim is named after the fact in ``../shared/DESIGN.md`` it answers and has a
-test in ``tests/test_compat.py`` that fails without it:
+Each shim answers one thing that current TensorFlow, Keras or Pillow no longer
+provides (docs/tfod-on-current-tf.md tells what fails without it, and why) and
+has a test in ``tests/test_compat.py`` that fails without it:
 
 1. tf-slim 1.1.0 calls ``control_flow_ops.case/cond/while_loop``, which TensorFlow
    removed from that module: TFOD's ``TfExampleDecoder`` fails to decode images.
@@ -16,9 +17,9 @@ test in ``tests/test_compat.py`` that fails without it:
 4. ``deepmac_meta_arch`` imports ``tensorflow_io`` at import time for one
    RGB-to-Lab conversion; tensorflow-io does not load on current TensorFlow, so
    we provide that function (in TensorFlow ops) when the package is missing.
-10. Pillow 10 removed ``FreeTypeFont.getsize``, which TFOD's
+5. Pillow 10 removed ``FreeTypeFont.getsize``, which TFOD's
    ``visualization_utils`` calls when drawing evaluation images.
-12. (found here) TFOD's per-class COCO metrics (``include_metrics_per_category``)
+6. TFOD's per-class COCO metrics (``include_metrics_per_category``)
    read ``COCOeval.category_stats``, which only Google's fork of pycocotools
    computed: with PyPI's pycocotools evaluation fails with "Category stats do
    not exist". We compute them from COCOeval's precision/recall arrays.
@@ -52,7 +53,7 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1" 
         "will fail (import tfodkit.compat first, or set TF_USE_LEGACY_KERAS=1)"
     )
 if "legacy_keras" not in DISABLED:
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # fact 3
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"  # shim 3: tf.keras is Keras 2 (tf-keras), which TFOD needs
 if not VERBOSE:
     # 3 also hides the "failed call to cuInit" and oneDNN lines that every CPU-only
     # start prints at ERROR level; doctor reports the visible GPUs instead.
@@ -75,7 +76,7 @@ if not VERBOSE:
 
 
 def _shim_control_flow_ops() -> None:
-    """Fact 1: restore the names tf-slim 1.1.0 calls on control_flow_ops."""
+    """Shim 1: restore the names tf-slim 1.1.0 calls on control_flow_ops."""
     from tensorflow.python.ops import control_flow_ops
 
     for name, impl in (("case", tf.case), ("cond", tf.cond), ("while_loop", tf.while_loop)):
@@ -92,7 +93,7 @@ class _ModeKeys:
 
 
 def _shim_estimator() -> None:
-    """Fact 2: a ``tf.compat.v1.estimator`` that carries ``ModeKeys``.
+    """Shim 2: a ``tf.compat.v1.estimator`` that carries ``ModeKeys``.
 
     Anything else TFOD reaches for there belongs to the TF1 Estimator path, which
     TensorFlow no longer ships; it fails with an AttributeError naming it.
@@ -125,7 +126,7 @@ def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
 
 
 def _shim_tensorflow_io() -> None:
-    """Fact 4: provide ``tensorflow_io.experimental.color.rgb_to_lab`` if tfio is absent."""
+    """Shim 4: provide ``tensorflow_io.experimental.color.rgb_to_lab`` if tfio is absent."""
     import importlib.util
 
     if "tensorflow_io" in sys.modules or importlib.util.find_spec("tensorflow_io") is not None:
@@ -143,7 +144,7 @@ def _getsize(self, text, *args, **kwargs):
 
 
 def _shim_pillow_getsize() -> None:
-    """Fact 10: ``FreeTypeFont.getsize`` (and the bitmap font's) built on ``getbbox``."""
+    """Shim 5: ``FreeTypeFont.getsize`` (and the bitmap font's) built on ``getbbox``."""
     from PIL import ImageFont
 
     for cls in (ImageFont.FreeTypeFont, ImageFont.ImageFont, ImageFont.TransposedFont):
@@ -190,7 +191,7 @@ def category_stats(coco_eval):
 
 
 def _shim_coco_category_stats() -> None:
-    """Fact 12: give TFOD's COCOEvalWrapper the ``category_stats`` it expects."""
+    """Shim 6: give TFOD's COCOEvalWrapper the ``category_stats`` it expects."""
     from object_detection.metrics import coco_tools
 
     wrapper = coco_tools.COCOEvalWrapper

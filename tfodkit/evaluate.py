@@ -2,8 +2,10 @@
 
     python -m tfodkit.evaluate --pipeline_config TRAINING_DIR/pipeline.config --model_dir TRAINING_DIR
 
-TFOD's own evaluation (``model_main_tf2.py --checkpoint_dir``) waits for new
-checkpoints until ``eval_timeout`` (``../shared/DESIGN.md`` fact 8); this makes
+TFOD's own evaluation (``model_main_tf2.py --checkpoint_dir``) is a loop: it
+evaluates each new checkpoint, then waits for the next one until
+``eval_timeout`` (3600 s by default) has passed without one, so a finished run's
+evaluation only ends by timing out (docs/tfod-on-current-tf.md). This makes
 one pass over the eval records and returns. It writes MODEL_DIR/metrics.json
 (mAP, mAP@0.5, mAP@0.75, per-class AP, losses), a bar chart of per-class AP
 beside it (metrics_per_class.png), and TensorBoard events under MODEL_DIR/eval.

@@ -4,13 +4,15 @@
         [--checkpoint_every_n N] [--num_gpus N] [--cross_device_ops nccl|hierarchical_copy|reduction_to_one_device]
         [--cpu_replicas N] [--seed N] [--deterministic]
 
-What it does that TFOD's ``model_main_tf2.py`` does not (``../shared/DESIGN.md``
-facts 6 and 7): runs exactly ``train_config.num_steps`` (TFOD runs chunks of
-100), always saves a checkpoint at the end (TFOD saves at step 0 and every
-``checkpoint_every_n`` only), resumes from the latest checkpoint, saves and
-exits within one short chunk of steps on SIGTERM/SIGINT, prints a progress line
-every few seconds, stops on a NaN loss, and checks the batch size against the
-replicas before building the model. The training step itself is TFOD's
+What it does that TFOD's ``model_main_tf2.py`` does not (docs/tfod-on-current-tf.md):
+runs exactly ``train_config.num_steps`` (TFOD runs whole chunks of 100 steps:
+``--num_train_steps=20`` trains 100), always saves a checkpoint at the end
+(TFOD's ``train_loop`` saves at step 0 and every ``checkpoint_every_n``, default
+1000, and never at the end: a run shorter than that leaves no trained weights),
+resumes from the latest checkpoint, saves and exits within one short chunk of
+steps on SIGTERM/SIGINT, prints a progress line every few seconds, stops on a
+NaN loss, and checks the batch size against the replicas before building the
+model. The training step itself is TFOD's
 ``eager_train_step``, the input pipeline TFOD's ``inputs.train_input``.
 
 Exit status: 0 trained (or already trained), 1 failure, 2 bad input,
