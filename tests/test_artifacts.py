@@ -7,34 +7,22 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import boto3
 import pytest
 from moto.s3.models import S3Backend
-from moto.server import ThreadedMotoServer
 
+from tests.conftest import Followed, reset_moto
 from tfodkit import artifacts
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "eu-west-1"
 BUCKET = "tfod-artifacts"
 TASK_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-
-@pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +52,9 @@ def metadata():
 
 
 @pytest.fixture
-def s3world(endpoint, metadata, tmp_path, monkeypatch):
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+def s3world(moto_endpoint, metadata, tmp_path, monkeypatch):
+    endpoint = moto_endpoint
+    reset_moto(endpoint)
     s3 = boto3.client("s3", endpoint_url=endpoint, region_name=REGION,
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -89,35 +78,21 @@ def s3world(endpoint, metadata, tmp_path, monkeypatch):
     return {"s3": s3, "puts": puts, "training": training, "export": export, "env": env}
 
 
-class Sidecar:
+class Sidecar(Followed):
+    """``python -m tfodkit.artifacts sync`` running, its log (stderr) collected."""
+
     def __init__(self, env: dict[str, str]):
-        self.proc = subprocess.Popen([sys.executable, "-m", "tfodkit.artifacts", "sync"], env=env, cwd=ROOT,
-                                     text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.err: list[str] = []
-        threading.Thread(target=lambda: [self.err.append(x.rstrip("\n")) for x in self.proc.stderr],
-                         daemon=True).start()
+        super().__init__([sys.executable, "-m", "tfodkit.artifacts", "sync"], env=env, cwd=ROOT)
 
     def until(self, what: str, predicate, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise AssertionError(f"waited for {what}; exit {self.proc.poll()}\n" + "\n".join(self.err))
-            time.sleep(0.05)
+        super().until(what, predicate, timeout)
 
     def rounds(self) -> int:
         return sum(bool(re.match(r"artifacts: round \d+:", line)) for line in self.err)
 
     def terminate(self, timeout: float = 20) -> int:
-        self.proc.send_signal(signal.SIGTERM)  # what ECS sends when the training container exits
-        code = self.proc.wait(timeout)
-        time.sleep(0.1)
-        return code
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.signal(signal.SIGTERM)  # what ECS sends when the training container exits
+        return self.finish(timeout)
 
 
 def keys(s3) -> dict[str, bytes]:
@@ -151,7 +126,7 @@ def test_files_appear_under_the_run_id_and_only_changed_files_are_uploaded_again
         assert all(puts[prefix + name] == 1 for name in files if name != "pipeline.config"), puts
         assert sidecar.terminate() == 0
     finally:
-        sidecar.stop()
+        sidecar.kill()
     assert any(line.startswith("artifacts: final sync: 0 uploaded") for line in sidecar.err), sidecar.err
 
 
@@ -166,7 +141,7 @@ def test_sigterm_syncs_once_more_with_a_file_written_just_before(s3world):
         (training / "ckpt-2.index").write_bytes(b"two")
         assert sidecar.terminate() == 0
     finally:
-        sidecar.stop()
+        sidecar.kill()
     assert keys(s3) == {f"runs/{TASK_ID}/training/ckpt-1.index": b"one",
                         f"runs/{TASK_ID}/training/ckpt-2.index": b"two",
                         f"runs/{TASK_ID}/exported_model/saved_model/saved_model.pb": b"graph"}
@@ -191,7 +166,7 @@ def test_upload_failures_are_retried_and_reported_never_fatal(s3world):
         sidecar.until("the retried upload", lambda: s3.list_objects_v2(Bucket="tfod-late").get("KeyCount", 0) == 1)
         assert sidecar.terminate() == 0
     finally:
-        sidecar.stop()
+        sidecar.kill()
 
 
 def test_manifest_survives_a_restart(s3world, monkeypatch, capsys):

@@ -6,7 +6,6 @@ import http.server
 import io
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 
@@ -34,19 +33,20 @@ def make_tarball(stem: str, pipeline_config: str, checkpoint_dir: Path | None = 
 
 
 class ZooServer:
-    """Serves {path: bytes}; mode "ok", "truncate" (close mid-body) or "stall" (never answer)."""
+    """Serves {path: bytes}; mode "ok", "truncate" (close mid-body) or "stall" (never answer, until stop())."""
 
     def __init__(self, files: dict[str, bytes]):
         self.files = files
         self.mode = "ok"
         self.requests: list[str] = []
+        self.stopping = threading.Event()  # set by stop(): releases the stalled requests
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
                 server.requests.append(self.path)
                 if server.mode == "stall":
-                    time.sleep(30)
+                    server.stopping.wait()  # the connection stays open, silent, as long as the server runs
                     return
                 body = server.files.get(self.path)
                 if body is None:
@@ -67,6 +67,7 @@ class ZooServer:
         self.thread.start()
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
