@@ -104,6 +104,21 @@ def test_coco_with_crowd_boxes_and_every_problem_counted(coco, tmp_path):
     assert result["errors"] == 0 and result["records"] == 4 and result["boxes"] == 4
 
 
+def test_summary_says_images_without_boxes_are_kept_as_background(coco, tmp_path):
+    images, annotations = coco
+    summary = io.StringIO()
+    data = convert.run("coco", images, annotations, tmp_path / "r", test_fraction=0.0, workers=1, progress=False,
+                       out=summary)
+    assert data["splits"]["training"]["images_without_boxes"] == 1  # c.jpg has no annotation
+    assert ("  note: images without boxes, kept as background (negative) examples: 1 in training "
+            "(images_without_boxes in dataset.json)\n") in summary.getvalue()
+    (images / "c.jpg").unlink()  # every image left has a box: no note
+    summary = io.StringIO()
+    convert.run("coco", images, annotations, tmp_path / "r", test_fraction=0.0, workers=1, progress=False,
+                out=summary)
+    assert "without boxes" not in summary.getvalue()
+
+
 def test_tfod_decoder_reads_is_crowd(coco, tmp_path):
     from object_detection.core import standard_fields as fields
     from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder

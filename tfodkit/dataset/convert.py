@@ -473,3 +473,7 @@ def _summary(data: dict, output_dir: Path, elapsed: float, out) -> None:
         print("  note: some classes with 2+ images are on one side of the split only", file=out)
     if not data["splits"]["testing"]["images"]:
         print("  note: the testing set is empty (raise --test_fraction to evaluate)", file=out)
+    empty = {s: data["splits"][s]["images_without_boxes"] for s in SPLITS if data["splits"][s]["images_without_boxes"]}
+    if empty:  # written and counted as images, though no box (left) on them: say so
+        print("  note: images without boxes, kept as background (negative) examples: "
+              f"{', '.join(f'{k} in {s}' for s, k in empty.items())} (images_without_boxes in {REPORT})", file=out)
