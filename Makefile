@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help install doctor lint test lock
+.PHONY: help install install-runtime doctor lint test lock
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target>\n\n"} \
@@ -14,6 +14,9 @@ help: ## show this help
 
 install: ## create .venv from the pinned lock files (idempotent)
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh
+
+install-runtime: ## the runtime packages only: no linters, no checkov (what make demo needs)
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/install.sh --runtime-only
 
 doctor: install ## print versions, GPUs, CUDA; build one model per meta-architecture
 	$(PY) -m tfodkit doctor
@@ -65,7 +68,7 @@ IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
 .PHONY: demo build push bench-train bench-determinism
 
-demo: install ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
+demo: install-runtime ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
 	@VENV=$(VENV) scripts/demo.sh $(DEMO_DIR)
 
 build: ## build the GPU Docker image IMAGE:TAG (needs a Docker engine)

@@ -25,6 +25,14 @@ main() {
   ((dev)) && locks+=("$root/requirements/lock-dev.txt" "$root/requirements/checkov.txt")
   want=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
   stamp="$venv/.tfodkit-installed"
+  # A full install from the same runtime locks holds the runtime: --runtime-only
+  # (make demo) leaves it as it is instead of re-stamping it runtime-only.
+  local full
+  full=$(cat "${locks[@]}" "$root/requirements/lock-dev.txt" "$root/requirements/checkov.txt" | sha256sum | cut -c1-16)
+  if ((!dev)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$full" ]]; then
+    echo "install: $venv is up to date (a full install)"
+    return 0
+  fi
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && { ((!dev)) || [[ -x "$checkov_venv/bin/checkov" ]]; }; then
     echo "install: $venv is up to date"
     return 0

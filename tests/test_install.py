@@ -74,6 +74,23 @@ def test_install_is_idempotent_and_fast():
     assert time.perf_counter() - start < 10
 
 
+def test_make_demo_installs_the_runtime_only(tmp_path):
+    venv = tmp_path / "venv"
+    dry = subprocess.run(["make", "-n", "demo", f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    installs = [line for line in dry.stdout.splitlines() if "scripts/install.sh" in line]
+    assert len(installs) == 1 and installs[0].endswith(f"VENV={venv} scripts/install.sh --runtime-only"), installs
+    # this venv is a full install of the same runtime locks: up to date for the demo, and still a full install
+    stamp = ROOT / ".venv" / ".tfodkit-installed"
+    before = stamp.read_text()
+    start = time.perf_counter()
+    out = subprocess.run(["make", "install-runtime"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "up to date (a full install)" in out.stdout
+    assert time.perf_counter() - start < 10
+    assert stamp.read_text() == before
+
+
 def test_install_refuses_a_wrong_python(tmp_path):
     fake = tmp_path / "python3.10"
     # Answers the two questions install.sh asks as a Python 3.10 would.
