@@ -114,9 +114,11 @@ class Followed:
         lines = self.err if where == "err" else self.out
         self.until(f"{text!r} on std{where}", lambda: any(text in line for line in lines), timeout)
 
-    def signal(self, sig: int) -> None:
-        """Send ``sig`` to the process, or to its whole process group for a terminal job."""
-        if self.group:
+    def signal(self, sig: int, *, group: bool = False) -> None:
+        """Send ``sig`` to the process (as ECS does to a container's first process), or with ``group=True`` to
+        its whole process group (as Ctrl-C in a terminal does; needs ``terminal_job``)."""
+        if group:
+            assert self.group, "group signals need terminal_job=True"
             os.killpg(self.proc.pid, sig)
         else:
             self.proc.send_signal(sig)

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -28,11 +27,11 @@ from moto.core.responses import ActionResult
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import Container, ecs_backends
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.logs.responses import LogsResponse
 from moto.moto_api import state_manager
-from moto.server import ThreadedMotoServer
 from moto.ssm.responses import SimpleSystemManagerResponse
 
-from tests.conftest import like_a_terminal_job
+from tests.conftest import Followed, reset_moto
 from tfodkit import runtask
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,14 +49,10 @@ ARGS = ["s3://tfod-records/shapes", "ssd mobilenet v2 fpnlite 320x320",
 # --- local AWS ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    _, port = server.get_host_and_port()
+def endpoint(moto_endpoint):
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})  # the agent decides
-    yield f"http://127.0.0.1:{port}"
+    yield moto_endpoint
     state_manager.unset_transition("ecs::task")
-    server.stop()
 
 
 class Agent:
@@ -87,17 +82,35 @@ class Agent:
             return result
 
         monkeypatch.setattr(EC2ContainerServiceResponse, "run_task", run_task)
-        self.after_stop_reported: list = []  # callbacks run once ECS has told a client a task STOPPED
+        self.stop_reported = threading.Event()  # ECS has told runtask.sh that a task STOPPED
+        # callbacks run as soon as runtask.sh has read the whole log once after that (see get_log_events)
+        self.after_stop_read: list = []
         describe = EC2ContainerServiceResponse.describe_tasks
 
         def describe_tasks(response: EC2ContainerServiceResponse) -> ActionResult:
             result = describe(response)
             if any(t.last_status == "STOPPED" for t in agent.tasks()):
-                while agent.after_stop_reported:
-                    threading.Timer(2.0, agent.after_stop_reported.pop()).start()
+                agent.stop_reported.set()
             return result
 
         monkeypatch.setattr(EC2ContainerServiceResponse, "describe_tasks", describe_tasks)
+        get_log_events = LogsResponse.get_log_events
+        reads = {"caught_up_token": None, "began_after_stop": False}
+
+        def get_log_events_(response: LogsResponse) -> str:
+            # runtask.sh reads the log by pages, each from the token the last one returned, until the token comes
+            # back unchanged (caught up); its next read starts from that token again.
+            token = response._get_param("nextToken")
+            if token == reads["caught_up_token"]:  # the first page of a read
+                reads["began_after_stop"] = agent.stop_reported.is_set()
+            body = get_log_events(response)
+            if json.loads(body).get("nextForwardToken") in (token, None):  # the read is complete
+                reads["caught_up_token"] = token
+                while reads["began_after_stop"] and agent.after_stop_read:
+                    agent.after_stop_read.pop(0)()
+            return body
+
+        monkeypatch.setattr(LogsResponse, "get_log_events", get_log_events_)
 
     def _provision(self, task) -> None:
         task_def = self.backend.describe_task_definition(task.task_definition_arn)
@@ -177,7 +190,7 @@ def base(tmp_path):
 @pytest.fixture
 def world(endpoint, base, monkeypatch):
     """A cluster with one GPU container instance, the task definition, log group and buckets."""
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
+    reset_moto(endpoint)
     kw = {"endpoint_url": endpoint, "region_name": REGION,
           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     ec2, ecs, logs, s3 = (boto3.client(s, **kw) for s in ("ec2", "ecs", "logs", "s3"))
@@ -202,44 +215,11 @@ def world(endpoint, base, monkeypatch):
     return {**base, "env": env, "agent": Agent(endpoint, monkeypatch), "ecs": ecs, "instance": instance["InstanceId"]}
 
 
-class Run:
+class Run(Followed):
     """runtask.sh in its own process group (like a terminal job), its output collected line by line."""
 
     def __init__(self, args: list[str], env: dict[str, str]):
-        self.proc = subprocess.Popen(["bash", str(RUNTASK), *args], env=env, cwd=ROOT, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=like_a_terminal_job)
-        self.out: list[str] = []
-        self.err: list[str] = []
-        for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
-            threading.Thread(target=lambda s=stream, k=sink: [k.append(line.rstrip("\n")) for line in s],
-                             daemon=True).start()
-
-    def until(self, what: str, predicate, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline or (self.proc.poll() is not None and not predicate()):
-                time.sleep(0.2)  # let the readers finish
-                raise AssertionError(f"waited for {what}; exit {self.proc.poll()}\nstdout:\n"
-                                     + "\n".join(self.out) + "\nstderr:\n" + "\n".join(self.err))
-            time.sleep(0.05)
-
-    def saw(self, text: str, where: str = "err", timeout: float = 60) -> None:
-        lines = self.err if where == "err" else self.out
-        self.until(f"{text!r} on std{where}", lambda: any(text in line for line in lines), timeout)
-
-    def finish(self, timeout: float = 60) -> int:
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            raise AssertionError("runtask.sh did not exit\nstderr:\n" + "\n".join(self.err)) from None
-        time.sleep(0.1)
-        return code
-
-    @property
-    def stderr(self) -> str:
-        return "\n".join(self.err)
+        super().__init__(["bash", str(RUNTASK), *args], env=env, terminal_job=True)
 
 
 def launch(world) -> Run:
@@ -273,8 +253,7 @@ def plugin(world, monkeypatch):
     exe.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo 1.2.707.0; exit 0; }}\n'
                    f'echo $$ > {pid_file}\nexec sleep 300\n')
     exe.chmod(0o755)
-    world["env"].update(PATH=f"{bin_dir}{os.pathsep}{world['env']['PATH']}", TENSORBOARD_PORT="16006",
-                        RUNTASK_DRAIN_SECONDS="3")
+    world["env"].update(PATH=f"{bin_dir}{os.pathsep}{world['env']['PATH']}", TENSORBOARD_PORT="16006")
     return sessions, pid_file
 
 
@@ -303,8 +282,9 @@ def test_clean_run_streams_every_line_once_and_exits_0(world, plugin):
     agent.log(task, lines[3:10])  # two pages of RUNTASK_LOG_PAGE_LIMIT=4
     run.saw("step 9 loss", where="out")
     agent.log(task, lines[10:12])
-    # the awslogs driver's last batch lands 2 s after ECS reported the task stopped: only the drain reads it
-    agent.after_stop_reported.append(lambda: agent.log(task, lines[12:]))
+    # the awslogs driver's last batch lands after ECS reported the task stopped and runtask.sh read the log once
+    # more: only the drain (RUNTASK_DRAIN_SECONDS later) can read it
+    agent.after_stop_read.append(lambda: agent.log(task, lines[12:]))
     agent.stop(task, training=0)
 
     assert run.finish() == 0, run.stderr
@@ -468,7 +448,7 @@ def test_ctrl_c_leaves_the_task_running_and_attach_resumes(world):
     agent.start(task)
     agent.log(task, ["epoch 1"])
     run.saw("epoch 1", where="out")
-    os.killpg(run.proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    run.signal(signal.SIGINT, group=True)  # what Ctrl-C in a terminal does
     assert run.finish() == 130, run.stderr
     assert task.last_status == "RUNNING" and task.desired_status == "RUNNING"
     assert "still running" in run.stderr
@@ -490,7 +470,7 @@ def test_stop_on_interrupt_stops_the_task(world):
     task = agent.task()
     agent.start(task)
     run.saw("log:")
-    os.killpg(run.proc.pid, signal.SIGINT)
+    run.signal(signal.SIGINT, group=True)
     assert run.finish() == 130, run.stderr
     assert task.last_status == "STOPPED"
     assert task.stopped_reason == "runtask.sh interrupted"
