@@ -21,6 +21,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import RACCOON
+from tests.support import decode_all, records_of
 from tfodkit.dataset import check, cli, convert, labelmap
 
 TFOD_KEYS = {
@@ -43,34 +44,6 @@ RACCOON_IMAGES = sorted(p.name for p in (RACCOON / "images").iterdir())
 RACCOON_BOXES = sum(p.read_text().count("<object>") for p in (RACCOON / "annotations").glob("*.xml"))
 RACCOON_IDENTICAL = _identical_groups(RACCOON / "images")
 RACCOON_DUPLICATES = {name for group in RACCOON_IDENTICAL for name in group[1:]}
-
-
-def records_of(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix == ".record")
-
-
-def decode_all(paths, label_map: Path | None = None) -> dict[str, dict]:
-    """filename -> what TFOD's decoder gives (image, boxes, classes), plus the raw tf.train.Example."""
-    from object_detection.core import standard_fields as fields
-    from object_detection.data_decoders.tf_example_decoder import TfExampleDecoder
-
-    decoder = TfExampleDecoder(label_map_proto_file=str(label_map) if label_map else None)
-    out = {}
-    for path in paths:
-        for serialized in tf.data.TFRecordDataset(str(path)):
-            d = decoder.decode(serialized)
-            example = tf.train.Example.FromString(serialized.numpy())
-            name = d[fields.InputDataFields.filename].numpy().decode()
-            assert name not in out, f"{name} written twice"
-            out[name] = {
-                "image": d[fields.InputDataFields.image].numpy(),
-                "boxes": d[fields.InputDataFields.groundtruth_boxes].numpy(),
-                "classes": d[fields.InputDataFields.groundtruth_classes].numpy().tolist(),
-                "difficult": d[fields.InputDataFields.groundtruth_difficult].numpy().tolist(),
-                "example": example,
-                "split": path.name.split(".")[0].split("-")[0],
-            }
-    return out
 
 
 @pytest.fixture(scope="module")

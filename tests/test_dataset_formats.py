@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.test_dataset import decode_all, records_of
+from tests.support import decode_all, records_of
 from tfodkit.__main__ import main as tfodkit_main
 from tfodkit.dataset import check, cli, convert, labelmap
 from tfodkit.dataset.readers import Entry, Obj

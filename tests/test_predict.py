@@ -1,33 +1,27 @@
-"""predict.py on a real exported SSD (untrained, exported once per module with TFOD's exporter)."""
+"""predict.py on a real exported SSD (untrained, exported once per module with TFOD's exporter).
+
+The tests that need that model are marked slow (the export takes a minute on 2
+cores); the others check arguments, drawing, image loading and the pipeline
+with a stand-in detect function.
+"""
 
 from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
-from PIL import Image, ImageOps
+from PIL import Image
 
 from tests.conftest import ROOT, run_python
+from tests.support import as_seen, assert_agrees_with_saved_model, make_odd_images, reference
 from tests.untrained_model import LABELS, export_untrained_ssd
 from tfodkit import predict
-
-EXIF_ORIENTATION = 274
-
-
-def _noise(rng: random.Random, size: tuple[int, int], mode: str = "RGB") -> Image.Image:
-    """A picture with shapes on noise: the model answers differently for each."""
-    from tfodkit.synthetic import draw_image
-
-    image, _ = draw_image(rng, max(size))
-    return image.resize(size).convert(mode)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +31,16 @@ def model(tmp_path_factory) -> dict:
     labels = root / "classes.pbtxt"
     labels.write_text(LABELS)
     return {"export": export, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def unloaded(tmp_path_factory) -> dict:
+    """An export folder whose saved_model.pb is never loaded, and the label map: for errors found before loading."""
+    root = tmp_path_factory.mktemp("unloaded_model")
+    (root / "export" / "saved_model").mkdir(parents=True)
+    (root / "export" / "saved_model" / "saved_model.pb").write_bytes(b"loading this would fail")
+    (root / "classes.pbtxt").write_text(LABELS)
+    return {"export": root / "export", "labels": root / "classes.pbtxt"}
 
 
 @pytest.fixture(scope="module")
@@ -66,39 +70,6 @@ def odd_images(tmp_path_factory) -> Path:
     return make_odd_images(tmp_path_factory.mktemp("odd_images"))
 
 
-def make_odd_images(folder: Path) -> Path:
-    """A corrupt JPEG, a greyscale JPEG, an RGBA PNG and an EXIF-rotated JPEG."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(5)
-    _noise(rng, (300, 220), "L").save(folder / "grey.jpg", quality=92)
-    rgba = _noise(rng, (260, 260), "RGBA")
-    alpha = Image.new("L", rgba.size, 255)
-    alpha.paste(0, (0, 0, 80, 260))  # a transparent band on the left
-    rgba.putalpha(alpha)
-    rgba.save(folder / "rgba.png")
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = 6  # stored 400x240, shown rotated 90 degrees clockwise: 240x400
-    _noise(rng, (400, 240)).save(folder / "rotated.jpg", exif=exif, quality=92)
-    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(range(256)) * 4)
-    return folder
-
-
-def as_seen(path: Path) -> np.ndarray:
-    """What a person sees, built independently of predict.load_image: EXIF applied, alpha over white."""
-    image = ImageOps.exif_transpose(Image.open(path))
-    if image.mode == "RGBA":
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image)
-    return np.asarray(image.convert("RGB"))
-
-
-def reference(signature, path: Path) -> dict:
-    out = signature(input_tensor=tf.constant(as_seen(path)[np.newaxis]))
-    n = int(out["num_detections"][0])
-    return {"boxes": out["detection_boxes"][0, :n].numpy(), "scores": out["detection_scores"][0, :n].numpy(),
-            "classes": out["detection_classes"][0, :n].numpy().astype(int)}
-
-
 @pytest.fixture(scope="module")
 def folder_run(model, odd_images, detector, tmp_path_factory):
     """predict.py over the odd folder, min_confidence 0, pictures + JSON."""
@@ -118,6 +89,7 @@ def folder_run(model, odd_images, detector, tmp_path_factory):
             "json": json.loads((out / "result_detections.json").read_text())}
 
 
+@pytest.mark.slow
 def test_folder_of_odd_images(folder_run, odd_images):
     assert folder_run["status"] == 1
     assert "corrupt.jpg" in folder_run["stderr"]
@@ -136,28 +108,12 @@ def test_folder_of_odd_images(folder_run, odd_images):
     assert "3 images" in folder_run["stdout"] and "images/s" in folder_run["stdout"]
 
 
+@pytest.mark.slow
 def test_json_boxes_agree_with_the_saved_model(folder_run, signature):
     assert_agrees_with_saved_model(folder_run["json"], signature)
 
 
-def assert_agrees_with_saved_model(detections_json: dict, signature) -> None:
-    """Every JSON entry's boxes, scores and classes are what the serving signature returns."""
-    assert detections_json["images"]
-    for entry in detections_json["images"]:
-        ref = reference(signature, Path(entry["image"]))
-        dets = entry["detections"]
-        assert len(dets) == len(ref["scores"]) > 0
-        order = np.argsort(-ref["scores"], kind="stable")
-        norm = np.array([[d["box_normalized"][k] for k in ("ymin", "xmin", "ymax", "xmax")] for d in dets])
-        np.testing.assert_allclose(norm, ref["boxes"][order], atol=2e-6)
-        np.testing.assert_allclose([d["score"] for d in dets], ref["scores"][order], atol=2e-6)
-        assert [d["class_id"] for d in dets] == ref["classes"][order].tolist()
-        scale = np.array([entry["height"], entry["width"]] * 2)
-        pixels = np.array([[d["box"][k] for k in ("ymin", "xmin", "ymax", "xmax")] for d in dets])
-        np.testing.assert_allclose(pixels, ref["boxes"][order] * scale, atol=0.01)
-        assert {d["class_name"] for d in dets} <= {"circle", "square"}
-
-
+@pytest.mark.slow
 def test_filters_min_confidence_classes_max_detections(model, odd_images, signature, loaded_once, tmp_path, capsys):
     images = [odd_images / "grey.jpg", odd_images / "rotated.jpg"]
     refs = [reference(signature, p) for p in images]
@@ -182,6 +138,7 @@ def test_filters_min_confidence_classes_max_detections(model, odd_images, signat
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_cli_shim_seed_flags_and_a_missing_image(model, odd_images, tmp_path):
     """The top-level predict.py in a fresh interpreter: the seed's flags, a missing file named, exit 1."""
     proc = subprocess.run(
@@ -195,6 +152,7 @@ def test_cli_shim_seed_flags_and_a_missing_image(model, odd_images, tmp_path):
     assert "1 images" in proc.stdout
 
 
+@pytest.mark.slow
 def test_detector_takes_one_image_per_call(detector, odd_images):
     """TFOD's image_tensor signature is [1, H, W, 3]: a batch is split, each image gets its own answer."""
     assert detector.max_batch == 1
@@ -206,6 +164,7 @@ def test_detector_takes_one_image_per_call(detector, odd_images):
         np.testing.assert_allclose(got[0], single[0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_label_map_beside_the_export_is_the_default(model, odd_images, loaded_once, tmp_path, capsys):
     export = tmp_path / "export"
     export.mkdir()
@@ -226,8 +185,8 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-def test_missing_or_invalid_model_is_one_line(model, odd_images, tmp_path, capsys):
-    args = ["--labels", str(model["labels"]), "--images", str(odd_images)]
+def test_missing_or_invalid_model_is_one_line(unloaded, odd_images, tmp_path, capsys):
+    args = ["--labels", str(unloaded["labels"]), "--images", str(odd_images)]
     assert predict.main(["--model", str(tmp_path / "nope"), *args]) == 2
     assert "does not exist" in _one_line_error(capsys)
     assert predict.main(["--model", str(tmp_path), *args]) == 2
@@ -238,21 +197,22 @@ def test_missing_or_invalid_model_is_one_line(model, odd_images, tmp_path, capsy
     assert "cannot load the SavedModel" in _one_line_error(capsys)
 
 
-def test_missing_or_invalid_label_map_is_one_line(model, odd_images, tmp_path, capsys):
-    args = ["--model", str(model["export"]), "--images", str(odd_images)]
+def test_missing_or_invalid_label_map_is_one_line(unloaded, odd_images, tmp_path, capsys):
+    """All found before the model is loaded (``unloaded`` would fail to load)."""
+    args = ["--model", str(unloaded["export"]), "--images", str(odd_images)]
     assert predict.main([*args, "--labels", str(tmp_path / "nope.pbtxt")]) == 2
     assert "label map" in _one_line_error(capsys)
     (tmp_path / "bad.pbtxt").write_text("item {\n id: 1\n nam: 'cat'\n}\n")
     assert predict.main([*args, "--labels", str(tmp_path / "bad.pbtxt")]) == 2
     assert "is not valid: 3:" in _one_line_error(capsys)
-    assert predict.main([*args, "--labels", str(model["labels"]), "--classes", "sqare"]) == 2
+    assert predict.main([*args, "--labels", str(unloaded["labels"]), "--classes", "sqare"]) == 2
     assert "did you mean: square" in _one_line_error(capsys)
-    assert predict.main([*args, "--labels", str(model["labels"]), "--min_confidence", "2"]) == 2
+    assert predict.main([*args, "--labels", str(unloaded["labels"]), "--min_confidence", "2"]) == 2
     _one_line_error(capsys)
 
 
-def test_no_images_is_one_line(model, tmp_path, capsys):
-    assert predict.main(["--model", str(model["export"]), "--labels", str(model["labels"]),
+def test_no_images_is_one_line(unloaded, tmp_path, capsys):
+    assert predict.main(["--model", str(unloaded["export"]), "--labels", str(unloaded["labels"]),
                          "--images", f"{tmp_path}/*.jpg, missing.png"]) == 2
     err = _one_line_error(capsys)
     assert "no image files match" in err and "missing.png: no such file" in err
@@ -261,17 +221,61 @@ def test_no_images_is_one_line(model, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- no model
 
 
-def test_class_absent_from_label_map_is_class_n(tmp_path):
+def _ink(pixels: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+    """``pixels`` cropped to those that are not ``background``."""
+    ys, xs = np.nonzero(~(pixels == background).all(-1))
+    return pixels[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1]
+
+
+def _label_above(image: Image.Image, det: dict) -> np.ndarray:
+    """The text drawn in the label patch above ``det``'s box: the patch is the only class colour up there."""
+    colour = predict.class_colour(det["class_id"])
+    above = np.asarray(image)[: int(det["box"]["ymin"]) - 1]  # the rows above the box and its rim
+    ys, xs = np.nonzero((above == colour).all(-1))
+    return _ink(above[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1], colour)
+
+
+def _reads(image: Image.Image, det: dict, text: str) -> bool:
+    """Whether the label above ``det``'s box is ``text``, in Pillow's default font at some size, pixel for pixel."""
+    from PIL import ImageDraw, ImageFont
+
+    drawn, colour = _label_above(image, det), predict.class_colour(det["class_id"])
+    for size in range(8, 48):
+        canvas = Image.new("RGB", (size * len(text) + 8, 2 * size + 8), colour)
+        ImageDraw.Draw(canvas).text((4, 4), text, fill=predict.text_colour(colour),
+                                    font=ImageFont.load_default(size=size))
+        reference_text = _ink(np.asarray(canvas), colour)
+        if reference_text.shape == drawn.shape and (reference_text == drawn).all():
+            return True
+    return False
+
+
+@pytest.mark.parametrize("size", [(200, 100), (1200, 900)])
+def test_each_box_is_labelled_with_its_class_name_and_score(size):
+    """What a person reads on the picture: "name: 87%", a class missing from the label map as "class N"."""
     labels = {1: "circle"}
-    assert predict.label_text(1, 0.874, labels) == "circle: 87%"
-    assert predict.label_text(7, 0.5, labels) == "class 7: 50%"
+    width, height = size
+    # integral pixel corners (0.25 * 200, ...), one box per picture so no label covers another
+    boxes = np.array([[0.75, 0.25, 0.95, 0.6], [0.75, 0.3, 0.9, 0.9]])
+    for i, (class_id, score, text) in enumerate([(1, 0.874, "circle: 87%"), (7, 0.5, "class 7: 50%")]):
+        records = predict.to_records((boxes[i:i + 1], np.array([class_id]), np.array([score])), width, height,
+                                     predict.Options(labels=labels, min_confidence=0))
+        assert [r["class_name"] for r in records] == [text.split(":")[0]]
+        image = Image.new("RGB", size, (40, 40, 40))
+        predict.draw_detections(image, records)
+        assert _reads(image, records[0], text), text
+        assert not _reads(image, records[0], text.replace("%", "")) and not _reads(image, records[0], "circle")
+        box = records[0]["box"]  # the box itself, in the class's colour
+        assert tuple(np.asarray(image)[round(box["ymax"]), round((box["xmin"] + box["xmax"]) / 2)]) == \
+            predict.class_colour(class_id)
+
+
+def test_class_absent_from_label_map_is_class_n():
+    labels = {1: "circle"}
     detections = (np.array([[0.1, 0.1, 0.5, 0.6], [0.2, 0.3, 0.9, 0.9]]), np.array([1, 7]), np.array([0.9, 0.8]))
     records = predict.to_records(detections, 200, 100, predict.Options(labels=labels))
     assert [r["class_name"] for r in records] == ["circle", "class 7"]
     assert records[1]["box"] == {"xmin": 60.0, "ymin": 20.0, "xmax": 180.0, "ymax": 90.0}
-    image = Image.new("RGB", (200, 100), (40, 40, 40))
-    predict.draw_detections(image, records)
-    assert np.asarray(image).std() > 0  # something was drawn
     assert predict.parse_classes("class 7, circle", labels) == {1, 7}
 
 

@@ -1,7 +1,8 @@
 """train.sh end to end on CPU: real tiny training runs, S3 inputs from moto, kill and resume.
 
-These tests train a real SSD MobileNet V2 FPNLite 320x320 from scratch for a
-few steps on synthetic shapes (a few minutes on 2 cores in all).
+The tests marked slow train a real SSD MobileNet V2 FPNLite 320x320 from
+scratch for a few steps on synthetic shapes (minutes on 2 cores in all); the
+others check usage, signals and helpers without training.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, like_a_terminal_job, run_python
+from tests.conftest import ROOT, Followed, run_python
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -61,22 +61,11 @@ def shapes(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def moto_s3():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def trained(shapes, moto_s3, tmp_path_factory):
+def trained(shapes, moto_endpoint, tmp_path_factory):
     """One full train.sh run, all seven arguments, every input from S3, TensorBoard on."""
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1",
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
     s3.create_bucket(Bucket="inputs")
     for f in (shapes / "records").iterdir():
@@ -103,13 +92,14 @@ def trained(shapes, moto_s3, tmp_path_factory):
     poller.start()
     args = (work / "models", work / "training", work / "exported", "s3://inputs/records", SSD,
             "s3://inputs/configs/training.config", "s3://inputs/configs/hparams.json")
-    env = _env(AWS_ENDPOINT_URL=moto_s3, TENSORBOARD="1", TENSORBOARD_PORT=str(port))
+    env = _env(AWS_ENDPOINT_URL=moto_endpoint, TENSORBOARD="1", TENSORBOARD_PORT=str(port))
     result = train_sh(*args, env=env)
     done.set()
     poller.join()
     return {"result": result, "work": work, "args": args, "env": env, "port": port, "tensorboard": answers}
 
 
+@pytest.mark.slow
 def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     result, work = trained["result"], trained["work"]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -152,6 +142,7 @@ def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     assert "random_adjust_brightness" in config and "batch_size: 2" in config
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
     training = trained["work"] / "training"
     ckpt = training / "ckpt-6.index"
@@ -166,6 +157,7 @@ def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
     assert len(run["previous_runs"]) == 1 and run["status"] == 0
 
 
+@pytest.mark.slow
 def test_evaluate_rejects_empty_eval_records_in_one_line(trained, tmp_path):
     training = trained["work"] / "training"
     (tmp_path / "testing.record").write_bytes(b"")
@@ -209,6 +201,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_exported_model_loads_in_a_fresh_process_and_detects(trained, shapes):
     assert trained["result"].returncode == 0
     images = sorted(str(p) for p in (shapes / "holdout").glob("*.jpg"))
@@ -223,27 +216,14 @@ def test_exported_model_loads_in_a_fresh_process_and_detects(trained, shapes):
         assert set(det["classes"]) <= {1, 2}
 
 
-def _wait_for(proc: subprocess.Popen, predicate, lines: list[str], timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if predicate(line):
-            return
-    raise AssertionError("never saw the expected line:\n" + "".join(lines[-30:]))
-
-
-def _signal_and_wait(proc: subprocess.Popen, sig: int, lines: list[str], timeout: float) -> float:
-    """Send sig, collect the rest of the output; the seconds until the process exited."""
+def _signal_and_wait(run: Followed, sig: int, timeout: float) -> tuple[int, float]:
+    """Send sig to train.sh itself; its exit status and the seconds until it exited."""
     sent = time.monotonic()
-    proc.send_signal(sig)
-    rest, _ = proc.communicate(timeout=timeout)
-    lines.append(rest)
-    return time.monotonic() - sent
+    run.signal(sig)
+    return run.finish(timeout), time.monotonic() - sent
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(shapes, tmp_path):
     hparams = tmp_path / "h.json"
     # enough steps that the chunk running when SIGTERM arrives (about 3 s of steps) cannot be the last one
@@ -252,20 +232,14 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(s
                                    "learning_rate": 0.01}))
     args = [str(a) for a in (tmp_path / "m", tmp_path / "training", tmp_path / "exported", shapes / "records", SSD,
                              "", hparams)]
-    proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), *args], cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=like_a_terminal_job)
-    lines: list[str] = []
-    try:
+    with Followed(["bash", str(ROOT / "train.sh"), *args], env=_env(), terminal_job=True, merge=True) as run:
         # the first progress line after tracing: training is under way
-        _wait_for(proc, lambda ln: ln.startswith("train: step ") and "/120" in ln and not ln.startswith(
-            "train: step 1/"), lines, 600)
-        stop_seconds = _signal_and_wait(proc, signal.SIGTERM, lines, 120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    log = "".join(lines)
-    assert proc.returncode == 143, log[-3000:]
+        run.until("a progress line after step 1", lambda: any(
+            ln.startswith("train: step ") and "/120" in ln and not ln.startswith("train: step 1/") for ln in run.out),
+            600)
+        code, stop_seconds = _signal_and_wait(run, signal.SIGTERM, 120)
+    log = run.stdout
+    assert code == 143, log[-3000:]
     assert stop_seconds < 60, f"took {stop_seconds:.0f} s to stop"
     assert "stopped by SIGTERM at step" in log and "checkpoint saved" in log
     train = json.loads((tmp_path / "training" / "train.json").read_text())
@@ -296,23 +270,13 @@ def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
         server.mode = "stall"
         env = _env(TFOD_ZOO_URL=server.url, TFOD_CACHE_DIR=str(tmp_path / "cache"), TFOD_ZOO_TIMEOUT="120")
         env.pop("TFOD_FROM_SCRATCH")
-        proc = subprocess.Popen(["bash", str(ROOT / "train.sh"), str(tmp_path / "m"), str(tmp_path / "t"),
-                                 str(tmp_path / "e"), str(shapes / "records"), SSD], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=like_a_terminal_job)
-        lines: list[str] = []
-        try:
-            _wait_for(proc, lambda ln: "step readconfig: start" in ln, lines, 120)
-            deadline = time.monotonic() + 30
-            while not server.requests and time.monotonic() < deadline:  # the download is under way
-                time.sleep(0.1)
-            assert server.requests, "".join(lines)
-            stop_seconds = _signal_and_wait(proc, sig, lines, 60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    log = "".join(lines)
-    assert proc.returncode == status, log[-3000:]
+        with Followed(["bash", str(ROOT / "train.sh"), str(tmp_path / "m"), str(tmp_path / "t"), str(tmp_path / "e"),
+                       str(shapes / "records"), SSD], env=env, terminal_job=True, merge=True) as run:
+            run.saw("step readconfig: start", where="out", timeout=120)
+            run.until("the zoo download to start", lambda: bool(server.requests), 30)
+            code, stop_seconds = _signal_and_wait(run, sig, 60)
+    log = run.stdout
+    assert code == status, log[-3000:]
     assert stop_seconds < 15, f"took {stop_seconds:.0f} s to stop"
     assert "step train" not in log
     run = json.loads((tmp_path / "t" / "run.json").read_text())
@@ -320,6 +284,7 @@ def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
                                                             "seconds": run["steps"][-1]["seconds"]}
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
     hp = tmp_path / "h.json"
     hp.write_text(json.dumps({"batch_size": 2, "train_steps": 3}))
@@ -336,6 +301,7 @@ def test_mirrored_strategy_over_two_logical_cpus(shapes, tmp_path):
     assert (tmp_path / "t" / "ckpt-3.index").is_file()
 
 
+@pytest.mark.slow
 def test_deterministic_runs_with_one_seed_are_identical_and_another_seed_differs(shapes, tmp_path):
     """seed + deterministic: the same weights bit for bit, augmentation (random flips) included."""
     import tfodkit.compat  # noqa: F401  (before TensorFlow)
@@ -377,6 +343,7 @@ def test_seed_everything_twice_in_one_process_after_tensorflow_started():
     assert out.stdout.split() == ["True", "1"]
 
 
+@pytest.mark.slow
 def test_fine_tuning_restores_the_zoo_checkpoint(shapes, tmp_path):
     """The users' main path: start from a zoo checkpoint (here a real one of random weights, 90 classes)."""
     import tfodkit.compat  # noqa: F401  (before TensorFlow)
@@ -466,6 +433,7 @@ def test_models_dir_with_a_tfod_checkout_goes_on_pythonpath(shapes, tmp_path):
     assert run["steps"][-1]["name"] == "readconfig" and run["status"] != 0
 
 
+@pytest.mark.slow
 def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
     """Real third-party data: the dataset tool's records of raccoon train through train.sh."""
     out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "voc", "--images",
@@ -488,13 +456,14 @@ def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
     assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
 
 
+@pytest.mark.slow
 def test_predict_on_the_model_of_a_real_training_run(trained, tmp_path):
     """predict.py (the CLI, in a fresh process) on the export of the training run above."""
     import tfodkit.compat  # noqa: F401
 
     import tensorflow as tf
 
-    from tests.test_predict import assert_agrees_with_saved_model, make_odd_images
+    from tests.support import assert_agrees_with_saved_model, make_odd_images
 
     assert trained["result"].returncode == 0
     exported = trained["work"] / "exported"
