@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
+from tests.conftest import ROOT, like_a_terminal_job
 from tests.zoo_server import ZooServer, make_tarball
 from tfodkit import config, zoo
 from tfodkit.errors import UserError
@@ -171,3 +178,53 @@ def test_stalled_server_times_out(served, tmp_path, monkeypatch):
     assert time.monotonic() - start < 5
     assert "timed out" in str(err.value) and "--pretrained_dir" in str(err.value)
     assert _leftovers(tmp_path / "cache") == []
+
+
+def _partial_downloads(cache):
+    return sorted(p.name for p in cache.iterdir() if p.name.startswith(f".{MODEL.stem}.")) if cache.exists() else []
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_the_download_leaves_no_partial_download(served, tmp_path, sig, status):
+    """Ctrl-C, or train.sh passing it on as SIGTERM: the `.<tarball>.XXXX/` folder goes with the process."""
+    served.mode = "stall"
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TFOD_ZOO_URL": served.url, "TFOD_ZOO_TIMEOUT": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "tfodkit.zoo", "fetch", MODEL.name, "--cache_dir", str(cache)],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal_job)
+    try:
+        deadline = time.monotonic() + 60
+        while not (served.requests and _partial_downloads(cache)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling: the download is under way once the server saw the request
+        assert served.requests and _partial_downloads(cache)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, err
+    assert "interrupted: its partial download is removed" in err
+    assert _leftovers(cache) == []
+
+
+def test_partial_downloads_of_dead_processes_are_swept_at_the_next_download(served, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = cache / f".{MODEL.stem}.killed1"  # a download killed outright (SIGKILL, a power cut)
+    killed.mkdir()
+    (killed / MODEL.tarball).write_bytes(b"partial")
+    (killed / zoo.OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))
+    old = cache / f".{MODEL.stem}.oldstyle"  # no owner file (before they had one), untouched for two hours
+    old.mkdir()
+    (old / MODEL.tarball).write_bytes(b"partial")
+    for path in (old / MODEL.tarball, old):
+        os.utime(path, (time.time() - 7200,) * 2)
+    live = cache / f".{MODEL.stem}.running"  # another process downloading right now: left alone
+    live.mkdir()
+    (live / zoo.OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    unrelated = cache / ".not-a-model.x"
+    unrelated.mkdir()
+
+    assert zoo.is_model_dir(zoo.fetch(MODEL, cache, base_url=served.url, progress=False))
+    assert _leftovers(cache) == sorted([".not-a-model.x", live.name, MODEL.stem])

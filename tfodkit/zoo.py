@@ -14,11 +14,18 @@ a connection or a read may stall before the download fails; default 30).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
+import signal
+import socket
+import sys
 import tarfile
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -205,6 +212,77 @@ def _download(url: str, dest: Path, timeout: float, progress: bool) -> None:
         raise UserError(f"download of {url} was cut short ({done} of {total} bytes)", "run again", status=FAILURE)
 
 
+OWNER = "owner.json"  # in a partial download's folder: the host and pid of the process downloading
+STALE_SECONDS = 3600  # a partial download untouched this long has no live owner (a download writes every second)
+
+
+_unwinding = [False]  # set once a download is being stopped (Ctrl-C or SIGTERM): its clean-up runs undisturbed
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a download: exit status 143, after the finally blocks (the partial download) have run."""
+
+    def __init__(self):
+        super().__init__(143)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While a download runs, SIGTERM raises Terminated, so that the partial download is removed on the way
+    out (by default SIGTERM ends Python at once, and train.sh passes Ctrl-C on to its steps as SIGTERM).
+    Only where nothing else handles SIGTERM (e.g. train.py saves a checkpoint on it)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(_signum, _frame):
+        if not _unwinding[0]:  # once: a second SIGTERM (or one after Ctrl-C) must not cut the clean-up short
+            _unwinding[0] = True
+            raise Terminated
+
+    _unwinding[0] = False
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _alive(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return True  # another machine's (a shared cache): only its age tells
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def sweep_partial_downloads(cache: Path) -> list[Path]:
+    """Remove the folders of downloads that did not finish (``.<tarball stem>.XXXX/``): their owner process
+    is gone, or nothing in them changed for STALE_SECONDS. Returns what was removed."""
+    stems = {m.stem for m in CATALOGUE}
+    removed = []
+    for folder in cache.glob(".*.*"):
+        if not folder.is_dir() or folder.name[1:].rsplit(".", 1)[0] not in stems:
+            continue
+        try:
+            owner = json.loads((folder / OWNER).read_text())
+        except (OSError, ValueError):
+            owner = {}
+        try:
+            newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
+        except OSError:
+            continue  # removed meanwhile
+        if (owner and not _alive(owner)) or time.time() - newest > STALE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def fetch(model: ZooModel, cache_dir: Path | str | None = None, base_url: str | None = None,
           progress: bool = True) -> Path:
     """The extracted model directory, downloading and verifying it on first use.
@@ -212,15 +290,24 @@ def fetch(model: ZooModel, cache_dir: Path | str | None = None, base_url: str | 
     The tarball goes to a temporary directory inside the cache, is checked (gzip
     and tar readable, pipeline.config and checkpoint/ckpt-0.index present) and
     only then renamed into place: an interrupted or corrupt download leaves
-    nothing in the cache. A cached model is reused with no network access.
+    nothing in the cache, Ctrl-C and SIGTERM included; the folders of downloads
+    killed outright are swept at the next download. A cached model is reused
+    with no network access.
     """
+    with _sigterm_unwinds():
+        return _fetch(model, cache_dir, base_url, progress)
+
+
+def _fetch(model: ZooModel, cache_dir: Path | str | None, base_url: str | None, progress: bool) -> Path:
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     dest = cache / model.stem
     if is_model_dir(dest):
         return dest
     url = model.url(base_url)
     cache.mkdir(parents=True, exist_ok=True)
+    sweep_partial_downloads(cache)
     tmp = Path(tempfile.mkdtemp(prefix=f".{model.stem}.", dir=cache))
+    (tmp / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     try:
         archive = tmp / model.tarball
         _download(url, archive, _timeout(), progress)
@@ -241,6 +328,11 @@ def fetch(model: ZooModel, cache_dir: Path | str | None = None, base_url: str | 
             if not is_model_dir(dest):  # another process may have won the race with a complete copy
                 raise
         return dest
+    except (KeyboardInterrupt, Terminated):
+        _unwinding[0] = True
+        print(f"zoo: download of {model.tarball} interrupted: its partial download is removed", file=sys.stderr,
+              flush=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
