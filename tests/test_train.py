@@ -112,6 +112,14 @@ def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     assert train["status"] == "trained" and train["step"] == 6 == train["num_steps"]
     assert {p.name for p in training.glob("ckpt-*.index")} == {"ckpt-3.index", "ckpt-6.index"}
     assert "train: step 6/6 (100.0%)" in result.stdout
+    # no rate from the traced first step, no ETA before a few steps after it are timed
+    from tfodkit.progress import ETA_AFTER
+
+    progress = [line for line in result.stdout.splitlines() if line.startswith("train: step ")]
+    for line in progress:
+        step = int(line.split()[2].split("/")[0])
+        assert ("no speed yet" in line) == (step == 1), line
+        assert ("ETA" in line) == (step - 1 >= ETA_AFTER), line
     # one-shot evaluation on the final checkpoint
     metrics = json.loads((training / "metrics.json").read_text())
     assert metrics["checkpoint"].endswith("ckpt-6") and metrics["step"] == 6
@@ -183,6 +191,28 @@ def test_expected_images_reads_the_dataset_tools_report(tmp_path):
     assert expected_images([str(tmp_path / f"testing-0000{i}-of-00004.record") for i in range(4)]) == 7
     assert expected_images([str(tmp_path / "validation.record")]) is None
     assert expected_images([str(tmp_path / "testing.record"), "/elsewhere/testing.record"]) is None
+
+
+def test_progress_speed_is_not_measured_from_the_traced_first_step():
+    from tqdm import tqdm
+
+    from tfodkit.progress import ETA_AFTER, EVAL_BAR_FORMAT, speed_text
+
+    # the first progress line came after step 1 alone (30 s of tracing), 799 steps to go: it said 0.03 steps/s,
+    # ETA 7h49m
+    assert speed_text(0, 0.0, 799) == "no speed yet (the first step included tracing)"
+    assert speed_text(1, 0.4, 798) == "2.50 steps/s"  # a rate from one step, but no ETA yet
+    assert "ETA" not in speed_text(ETA_AFTER - 1, 2.0, 795)
+    assert speed_text(10, 4.0, 790) == "2.50 steps/s  ETA 5m16s"
+    assert speed_text(10, 4.0, None, ("batch", "batches")) == "2.50 batches/s"  # unknown total: no ETA
+    # evaluation's bar after its first batch (60 s with tracing) of 24: tqdm itself would say 23:00 remaining
+    assert "<23:00" in tqdm.format_meter(1, 24, 60.0, prefix="evaluate", unit="batch")
+    line = tqdm.format_meter(1, 24, 60.0, prefix="evaluate", unit="batch", bar_format=EVAL_BAR_FORMAT,
+                             postfix=speed_text(0, 0.0, 23, ("batch", "batches")))
+    assert "1/24 [01:00, no speed yet (the first batch included tracing)]" in line and "<" not in line
+    line = tqdm.format_meter(8, 24, 62.0, prefix="evaluate", unit="batch", bar_format=EVAL_BAR_FORMAT,
+                             postfix=speed_text(7, 2.0, 16, ("batch", "batches")))
+    assert line.endswith("8/24 [01:02, 3.50 batches/s  ETA 5s]")
 
 
 LOAD = """

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
+from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
 
 PREFIX = "DetectionBoxes_Precision/"
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
@@ -126,14 +127,21 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
     writer = tf.summary.create_file_writer(str(model_dir / "eval"))
     seen = [0]
 
+    total = -(-expected // max(eval_config.batch_size, 1)) if expected else None
+    progress = tqdm(dataset, total=total, unit="batch", desc="evaluate", mininterval=5, leave=False,
+                    bar_format=EVAL_BAR_FORMAT)
+
     def counted(batches):  # the one read of the records counts the images as it goes
-        for features, labels in batches:
+        first_done = None
+        for done, (features, labels) in enumerate(batches, 1):
             seen[0] += int(features[fields.InputDataFields.image].shape[0])
             yield features, labels
+            now = time.monotonic()  # batch ``done`` is evaluated; the first one included tracing
+            first_done = first_done or now
+            progress.set_postfix_str(speed_text(done - 1, now - first_done, total and max(total - done, 0),
+                                                ("batch", "batches")), refresh=False)
 
     with writer.as_default():
-        total = -(-expected // max(eval_config.batch_size, 1)) if expected else None
-        progress = tqdm(dataset, total=total, unit="batch", desc="evaluate", mininterval=5, leave=False)
         raw = model_lib_v2.eager_eval_loop(model, configs, counted(progress), global_step=step)
     writer.flush()
     count = seen[0]

@@ -36,16 +36,10 @@ from pathlib import Path
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.gpu import require_tensorflow_gpus
+from tfodkit.progress import speed_text
 
 CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
 SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def make_strategy(num_gpus: int | None = None, cross_device_ops: str = "nccl", cpu_replicas: int = 0):
@@ -305,9 +299,9 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000
                     last_ckpt = step
                 now = time.monotonic()
                 if now - t_print >= progress_seconds or step >= total_steps:
-                    eta = (total_steps - step) / rate if rate else 0
+                    speed = speed_text(trained_steps - 1, trained_seconds, total_steps - step)
                     print(f"train: step {step}/{total_steps} ({100 * step / total_steps:.1f}%)  loss {loss:.4f}  "
-                          f"lr {float(lr_fn()):.5g}  {rate:.2f} steps/s  ETA {format_seconds(eta)}", flush=True)
+                          f"lr {float(lr_fn()):.5g}  {speed}", flush=True)
                     t_print = now
             writer.flush()
             if stop.signum is not None:
