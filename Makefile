@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: help install install-runtime doctor lint test lock
+.PHONY: help install install-runtime doctor lint test test-fast lock
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "usage: make <target>\n\n"} \
@@ -26,6 +26,9 @@ lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 
 test: install ## run the whole test suite
 	$(PY) -m pytest
+
+test-fast: install ## every test not marked slow (nothing that trains, exports or builds a real model)
+	$(PY) -m pytest -m "not slow"
 
 # Predict (README: Predict): an exported model on images -> pictures + JSON.
 # LABELS defaults to label_map.pbtxt beside saved_model/; PREDICT_ARGS go to predict.py.

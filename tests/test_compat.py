@@ -162,16 +162,17 @@ DRAW = """
 import tfodkit.compat
 import numpy as np
 from object_detection.utils import visualization_utils as vu
-image = np.zeros((120, 160, 3), dtype=np.uint8)
-vu.draw_bounding_box_on_image_array(image, 0.2, 0.2, 0.8, 0.8, color="red", display_str_list=["raccoon: 97%"])
-print(int(image.sum() > 0))
+labelled, plain = np.zeros((120, 160, 3), dtype=np.uint8), np.zeros((120, 160, 3), dtype=np.uint8)
+vu.draw_bounding_box_on_image_array(labelled, 0.2, 0.2, 0.8, 0.8, color="red", display_str_list=["raccoon: 97%"])
+vu.draw_bounding_box_on_image_array(plain, 0.2, 0.2, 0.8, 0.8, color="red", display_str_list=[])
+print(int(plain.sum() > 0), int((labelled != plain).any()))  # the box, and the label (sized with getsize) on it
 """
 
 
 def test_tfod_draws_labelled_boxes_with_current_pillow():
     out = run_python(DRAW)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1"
+    assert out.stdout.strip() == "1 1"
 
 
 def test_drawing_needs_pillow_getsize_shim():

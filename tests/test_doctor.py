@@ -9,6 +9,7 @@ import pytest
 from tfodkit import doctor
 
 
+@pytest.mark.slow
 def test_doctor_names_every_version_and_builds_every_meta_architecture(capsys):
     assert doctor.main([]) == 0
     out = capsys.readouterr().out
@@ -21,6 +22,7 @@ def test_doctor_names_every_version_and_builds_every_meta_architecture(capsys):
     assert out.rstrip().endswith("doctor: all checks passed")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,config", doctor.MODELS)
 def test_forward_pass_returns_boxes(arch, config):
     rows, seconds = doctor.forward_pass(doctor.BASE_CONFIGS / config, num_classes=2)

@@ -1,4 +1,8 @@
-"""TFOD's own test modules, run through the compat layer: a strong check of the stack."""
+"""TFOD's own test modules, run through the compat layer: a strong check of the stack.
+
+Slow: the model builder's tests build dozens of real models, the decoder's run
+for minutes on 2 cores.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ print("RESULT", result.testsRun, len(result.failures), len(result.errors), len(r
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module,min_tests", [
     ("object_detection.builders.model_builder_tf2_test", 20),
     ("object_detection.data_decoders.tf_example_decoder_test", 20),
