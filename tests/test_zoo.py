@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, like_a_terminal_job
+from tests.conftest import ROOT, Followed
 from tests.zoo_server import ZooServer, make_tarball
 from tfodkit import config, zoo
 from tfodkit.errors import UserError
@@ -190,20 +190,14 @@ def test_a_signal_during_the_download_leaves_no_partial_download(served, tmp_pat
     served.mode = "stall"
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TFOD_ZOO_URL": served.url, "TFOD_ZOO_TIMEOUT": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "tfodkit.zoo", "fetch", MODEL.name, "--cache_dir", str(cache)],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_terminal_job)
-    try:
-        deadline = time.monotonic() + 60
-        while not (served.requests and _partial_downloads(cache)) and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling: the download is under way once the server saw the request
-        assert served.requests and _partial_downloads(cache)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == status, err
-    assert "interrupted: its partial download is removed" in err
+    with Followed([sys.executable, "-m", "tfodkit.zoo", "fetch", MODEL.name, "--cache_dir", str(cache)], env=env,
+                  terminal_job=True) as run:
+        # the download is under way once the server saw the request and the partial folder exists
+        run.until("the download to start", lambda: served.requests and _partial_downloads(cache), 60)
+        run.signal(sig)
+        code = run.finish(20)
+    assert code == status, run.stderr
+    assert "interrupted: its partial download is removed" in run.stderr
     assert _leftovers(cache) == []
 
 
