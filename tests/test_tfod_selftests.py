@@ -1,7 +1,7 @@
 """TFOD's own test modules, run through the compat layer: a strong check of the stack.
 
-Slow: the model builder's tests build dozens of real models, the decoder's run
-for minutes on 2 cores.
+Slow: the model builder's two dozen tests build real models of every
+meta-architecture (6.5 minutes on 2 shared cores), the decoder's took 3.
 """
 
 from __future__ import annotations
