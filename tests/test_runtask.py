@@ -282,8 +282,10 @@ def test_clean_run_streams_every_line_once_and_exits_0(world, plugin):
     agent.log(task, lines[3:10])  # two pages of RUNTASK_LOG_PAGE_LIMIT=4
     run.saw("step 9 loss", where="out")
     agent.log(task, lines[10:12])
-    # the awslogs driver's last batch lands after ECS reported the task stopped and runtask.sh read the log once
-    # more: only the drain (RUNTASK_DRAIN_SECONDS later) can read it
+    # the awslogs driver's last batch lands after ECS reported the task stopped, once a read of the log that
+    # began after that is complete: usually runtask.sh's read right after it saw STOPPED, which leaves the batch
+    # to the drain's read (RUNTASK_DRAIN_SECONDS later); when the loop's last read began after the report, to the
+    # read after it. Either way it comes after a read that found the stream caught up.
     agent.after_stop_read.append(lambda: agent.log(task, lines[12:]))
     agent.stop(task, training=0)
 
