@@ -52,6 +52,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfodkit import predict
+from tfodkit.fsutil import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 RACCOON = ROOT / "tests" / "data" / "raccoon" / "images"
@@ -144,7 +145,7 @@ def run_cli(paths: list[Path], model: Path, out_dir: Path, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="exported model (default: a cached untrained SSD)")
-    parser.add_argument("--labels", type=Path, help="its label map (needed with --model)")
+    parser.add_argument("--labels", "--label_map", dest="labels", type=Path, help="its label map (needed with --model)")
     parser.add_argument("--images", type=Path, default=RACCOON,
                         help="folder of images (default: the raccoon subset of the tests)")
     parser.add_argument("--count", type=int, default=40,
@@ -238,10 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {label}   {ratios[key]:5.2f}         {medians[key]:5.2f}       ({note})")
     print(f"bench: predict.py itself: {len(paths) / cli['seconds']:.1f} images/s once loaded, "
           f"{cli['wall_seconds_with_load']:.1f} s with model loading")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, result)
     print(f"bench: wrote {args.out}")
     return 0
 

@@ -362,13 +362,19 @@ def test_batch_not_divisible_by_gpus(tmp_path, records, capsys):
 
 
 @pytest.mark.parametrize("labels,message", [
-    ({0: "background", 1: "cat"}, "label ids must be 1..2 without gaps, got [0, 1]"),
-    ({1: "cat", 3: "dog"}, "label ids must be 1..2 without gaps, got [1, 3]"),
-    ({1: "cat", 2: "cat"}, "class name(s) ['cat'] used for more than one id"),
+    ({0: "cat", 1: "dog"}, "class 'cat' has id 0; ids start at 1 (0 is the background)"),
+    ({1: "cat", 2: "cat"}, "class 'cat' appears twice (ids 1 and 2)"),
 ])
 def test_bad_label_maps(tmp_path, capsys, labels, message):
     records = write_records(tmp_path / "records", labels)
     assert message in _bad(tmp_path, capsys, "--from_scratch", records=records)
+
+
+@pytest.mark.parametrize("labels,num_classes", [({1: "cat", 3: "dog"}, 3), ({0: "background", 1: "cat"}, 1)])
+def test_label_ids_with_gaps_or_a_background_set_num_classes_to_the_largest_id(tmp_path, labels, num_classes):
+    records = write_records(tmp_path / "records", labels)
+    assert _run(tmp_path, "--from_scratch", records=records) == 0
+    assert _load(tmp_path)["model"].ssd.num_classes == num_classes  # TFOD one-hot encodes id - 1
 
 
 def test_missing_records(tmp_path, capsys):

@@ -204,7 +204,7 @@ def test_missing_or_invalid_label_map_is_one_line(unloaded, odd_images, tmp_path
     assert "label map" in _one_line_error(capsys)
     (tmp_path / "bad.pbtxt").write_text("item {\n id: 1\n nam: 'cat'\n}\n")
     assert predict.main([*args, "--labels", str(tmp_path / "bad.pbtxt")]) == 2
-    assert "is not valid: 3:" in _one_line_error(capsys)
+    assert "is not a TFOD label map: 3:" in _one_line_error(capsys)
     assert predict.main([*args, "--labels", str(unloaded["labels"]), "--classes", "sqare"]) == 2
     assert "did you mean: square" in _one_line_error(capsys)
     assert predict.main([*args, "--labels", str(unloaded["labels"]), "--min_confidence", "2"]) == 2

@@ -420,7 +420,8 @@ def test_batch_not_divisible_by_replicas_fails_before_building(shapes, tmp_path)
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
-        "error: batch_size 3 is not divisible by the 2 replicas; TFOD would fail with: The `global_batch_size` 3 "
+        "error: batch_size 3 is not divisible by the 2 replicas; TFOD would fail at step 0 with: The "
+        "`global_batch_size` 3 "
         "is not divisible by `num_replicas_in_sync` 2 (set batch_size to a multiple of 2, e.g. 4)")
     assert time.monotonic() - start < 60
     assert not list((tmp_path / "t").glob("ckpt-*"))

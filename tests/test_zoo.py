@@ -88,6 +88,10 @@ def test_base_configs_exist_for_the_offline_models():
     assert {m.meta_arch for m in offline} == {"ssd", "faster_rcnn", "center_net"} and len(offline) == 4
     for m in offline:
         assert (BASE_CONFIGS / m.base_config).is_file()
+    assert zoo.BASE_MODELS == tuple((m.name, m.base_config) for m in offline)
+    from tfodkit import doctor
+
+    assert sorted(config for _, config in doctor.MODELS) == sorted(config for _, config in zoo.BASE_MODELS)
 
 
 MODEL = zoo.resolve("SSD MobileNet V2 FPNLite 320x320")

@@ -49,6 +49,7 @@ from pathlib import Path
 
 from tfodkit.errors import ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_text_atomic
+from tfodkit.settings import env_number
 
 DEFAULT_DIRS = "experiments/training:experiments/exported_model"
 DEFAULT_INTERVAL = 60.0
@@ -166,14 +167,6 @@ class Syncer:
         return result
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a number", f"e.g. {name}={default:g}") from None
-
-
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -188,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("no S3 target", "set ARTIFACTS_TARGET=s3://<bucket>[/<prefix>] or pass --target")
     bucket, prefix = parse_target(target)
     dirs = args.dir or [d for d in (os.environ.get("ARTIFACTS_DIRS") or DEFAULT_DIRS).split(":") if d]
-    interval = args.interval if args.interval is not None else _env_float("ARTIFACTS_INTERVAL", DEFAULT_INTERVAL)
-    retries = args.retries if args.retries is not None else int(_env_float("ARTIFACTS_RETRIES", 3))
+    interval = args.interval if args.interval is not None else \
+        env_number("ARTIFACTS_INTERVAL", DEFAULT_INTERVAL, positive=True, unit="seconds")
+    retries = args.retries if args.retries is not None else \
+        int(env_number("ARTIFACTS_RETRIES", 3, minimum=0, integer=True))
     rid = run_id(args.run_id or os.environ.get("RUN_ID"))
     manifest = Path(args.manifest or os.environ.get("ARTIFACTS_MANIFEST")
                     or Path(tempfile.gettempdir()) / f"tfodkit-artifacts-{rid}.json")
@@ -214,7 +209,8 @@ def _loop(args: argparse.Namespace, bucket: str, prefix: str, rid: str, dirs: li
 
     client = boto3.client("s3")
     syncer = Syncer(client, bucket, "/".join(x for x in (prefix, rid) if x), [Path(d) for d in dirs], manifest,
-                    retries=max(0, retries), retry_delay=_env_float("ARTIFACTS_RETRY_DELAY", 2.0))
+                    retries=max(0, retries),
+                    retry_delay=env_number("ARTIFACTS_RETRY_DELAY", 2.0, minimum=0, unit="seconds"))
     dest = f"s3://{bucket}/{syncer.prefix}/"
     log(f"run {rid}: {', '.join(dirs)} -> {dest} every {interval:g} s (manifest {manifest})")
     n = 0

@@ -36,6 +36,8 @@ from tfodkit import zoo
 from tfodkit.errors import ArgumentParser, UserError, cli, did_you_mean
 from tfodkit.fsutil import write_json_atomic, write_text_atomic
 from tfodkit.paths import BASE_CONFIGS
+from tfodkit.records import RecordsDir, read_dir
+from tfodkit.settings import CHECKPOINT_EVERY_N, check_batch_size
 
 # ----------------------------------------------------------------------------- hparams
 
@@ -136,78 +138,6 @@ def load_hparams(path: Path | None) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- records and label map
-
-@dataclass
-class Records:
-    train: list[Path]
-    test: list[Path]
-    label_map: Path
-    labels: dict[int, str]
-
-
-def _shards(records_dir: Path, split: str) -> list[Path]:
-    single = records_dir / f"{split}.record"
-    if single.is_file():
-        return [single]
-    shards = sorted(records_dir.glob(f"{split}-[0-9]*-of-[0-9]*.record"))
-    if not shards:
-        return []
-    counts = {re.search(r"-of-(\d+)\.record$", p.name).group(1) for p in shards}
-    expected = int(counts.pop()) if len(counts) == 1 else -1
-    if expected != len(shards):
-        raise UserError(f"{records_dir}: {split} shards are incomplete ({len(shards)} files: "
-                        f"{shards[0].name} ... {shards[-1].name})", "re-run the dataset conversion")
-    return shards
-
-
-def parse_label_map(path: Path) -> dict[int, str]:
-    """id -> name of a TFOD label map; ids must start at 1 and be contiguous."""
-    from google.protobuf import text_format
-    from object_detection.protos import string_int_label_map_pb2
-
-    label_map = string_int_label_map_pb2.StringIntLabelMap()
-    try:
-        text_format.Parse(path.read_text(), label_map)
-    except text_format.ParseError as exc:
-        raise UserError(f"label map {path}:{re.sub(r' : ', ': ', str(exc), count=1)}",
-                        "write items as: item { id: 1 name: 'cat' }") from None
-    if not label_map.item:
-        raise UserError(f"{path} has no items", "add item { id: 1 name: '<class>' } per class")
-    labels: dict[int, str] = {}
-    for item in label_map.item:
-        name = item.name or item.display_name
-        if item.id in labels:
-            raise UserError(f"{path}: id {item.id} is used twice ({labels[item.id]!r}, {name!r})", "give each class "
-                            "its own id")
-        labels[item.id] = name
-    ids = sorted(labels)
-    if ids[0] != 1 or ids != list(range(1, len(ids) + 1)):
-        raise UserError(f"{path}: label ids must be 1..{len(ids)} without gaps, got {ids}",
-                        "TFOD reserves 0 for the background: number the classes from 1")
-    names = [labels[i] for i in ids]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UserError(f"{path}: class name(s) {dupes} used for more than one id", "give each class one id")
-    return labels
-
-
-def find_records(records_dir: Path) -> Records:
-    if not records_dir.is_dir():
-        raise UserError(f"records dir {records_dir} does not exist",
-                        "give the folder with training.record, testing.record and classes.pbtxt")
-    train, test = _shards(records_dir, "training"), _shards(records_dir, "testing")
-    missing = [n for n, found in (("training.record", train), ("testing.record", test)) if not found]
-    label_map = records_dir / "classes.pbtxt"
-    if not label_map.is_file():
-        missing.append("classes.pbtxt")
-    if missing:
-        raise UserError(f"{records_dir} lacks {', '.join(missing)}",
-                        "convert your annotations with: python -m tfodkit.dataset convert ...")
-    empty = [p.name for p in train + test if p.stat().st_size == 0]
-    if empty:
-        raise UserError(f"{records_dir}: empty record file(s) {', '.join(empty)}", "re-run the dataset conversion")
-    return Records(train, test, label_map, parse_label_map(label_map))
-
 
 def records_have_keypoints(paths: Iterable[Path]) -> bool:
     import tensorflow as tf
@@ -477,7 +407,7 @@ def detect_gpus() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
-def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, records: Records,
+def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, records: RecordsDir,
                    override_text: str | None = None, override_source: str = "override",
                    hparams: dict[str, Any] | None = None, checkpoint: Path | None = None,
                    num_gpus: int | None = None) -> Result:
@@ -519,10 +449,11 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
 
     # 4. hparams
     labels = records.labels
-    num_classes = hparams.get("num_classes", len(labels))
-    if num_classes != len(labels):
-        raise UserError(f"num_classes is {num_classes} but the label map {records.label_map} has {len(labels)} "
-                        f"classes", "drop num_classes from the hparams (it defaults to the label map) or fix it")
+    num_classes = hparams.get("num_classes", labels.num_classes)
+    if num_classes != labels.num_classes:
+        raise UserError(f"num_classes is {num_classes} but the label map {records.label_map} has "
+                        f"{len(labels.items)} classes with ids up to {labels.num_classes}",
+                        "drop num_classes from the hparams (it defaults to the label map's largest id) or fix it")
     arch_config.num_classes = num_classes
     if "batch_size" in hparams:
         train.batch_size = hparams["batch_size"]
@@ -564,12 +495,7 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
     if train.batch_size <= 0:
         raise UserError("train_config.batch_size is not set", 'set "batch_size" in the hparams')
     replicas = num_gpus if num_gpus is not None else detect_gpus()
-    if replicas > 1 and train.batch_size % replicas:
-        suggestion = (train.batch_size // replicas + 1) * replicas
-        raise UserError(f"batch_size {train.batch_size} is not divisible by the {replicas} GPUs; TFOD would fail "
-                        f"at step 0 with: The `global_batch_size` {train.batch_size} is not divisible by "
-                        f"`num_replicas_in_sync` {replicas}",
-                        f"set batch_size to a multiple of {replicas}, e.g. {suggestion}, or pass --num_gpus")
+    check_batch_size(train.batch_size, replicas, "GPUs", "or pass --num_gpus")
     sched = _learning_rate(train)
     if sched and sched[0] == "cosine_decay_learning_rate" and sched[1].warmup_steps > sched[1].total_steps:
         raise UserError(f"cosine warm-up {sched[1].warmup_steps} exceeds total_steps {sched[1].total_steps}",
@@ -660,7 +586,7 @@ def run(args: argparse.Namespace) -> Result:
         if not args.config_override.is_file():
             raise UserError(f"config override {args.config_override} not found", "check the --config_override path")
         override_text = args.config_override.read_text()
-    records = find_records(args.records_dir)
+    records = read_dir(args.records_dir)
     base_config, checkpoint = resolve_base(model, args.pretrained_dir, args.cache_dir, args.from_scratch)
     result = build_pipeline(model, base_config.read_text(), str(base_config), records, override_text,
                             str(args.config_override), hparams, checkpoint, args.num_gpus)
@@ -669,13 +595,13 @@ def run(args: argparse.Namespace) -> Result:
         "meta_arch": model.meta_arch,
         "base_config": str(base_config),
         "fine_tune_checkpoint": str(checkpoint) if checkpoint else None,
-        "checkpoint_every_n": hparams.get("checkpoint_every_n", 1000),
+        "checkpoint_every_n": hparams.get("checkpoint_every_n", CHECKPOINT_EVERY_N),
         "seed": hparams.get("seed"),
         "deterministic": hparams.get("deterministic", False),
         "num_gpus": args.num_gpus,
         "config_override": str(args.config_override) if args.config_override else None,
         "hparams": hparams,
-        "labels": {str(k): v for k, v in records.labels.items()},
+        "labels": {str(k): v for k, v in records.labels.items},
     }
     from google.protobuf import text_format
 

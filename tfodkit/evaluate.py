@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
-from tfodkit.fsutil import write_json_atomic
+from tfodkit.fsutil import AtomicFile, write_json_atomic
 from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
+from tfodkit.records import REPORT, split_of
 
 PREFIX = "DetectionBoxes_Precision/"
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
@@ -57,10 +58,11 @@ def plot_per_class(per_class: dict[str, float], path: Path, title: str) -> None:
     ax.set_xlabel("AP (COCO, IoU 0.50:0.95)")
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with AtomicFile(path, "wb") as out:
+            fig.savefig(out, format="png", dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def expected_images(files: Sequence[str]) -> int | None:
@@ -68,14 +70,12 @@ def expected_images(files: Sequence[str]) -> int | None:
 
     Only sizes the progress bar: the evaluation counts the images it reads.
     """
-    from tfodkit.dataset.check import split_of  # the dataset tool's own shard naming
-
     folders = {Path(f).parent for f in files}
     splits = {split_of(Path(f)) for f in files}
     if len(folders) != 1 or len(splits) != 1:
         return None
     try:
-        stats = json.loads((folders.pop() / "dataset.json").read_text())["splits"][splits.pop()]
+        stats = json.loads((folders.pop() / REPORT).read_text())["splits"][splits.pop()]
         return int(stats["images"]) or None
     except (OSError, ValueError, KeyError, TypeError):
         return None

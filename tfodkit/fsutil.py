@@ -109,3 +109,48 @@ def replace_dir(staged: Path, target: Path) -> None:
         entry.rename(target / entry.name)
     staged.rmdir()
     shutil.rmtree(old, ignore_errors=True)
+
+
+class AtomicFile:
+    """A file written under a temporary name beside ``path`` (``.<name>.XXXXXX.tmp``), renamed onto ``path``
+    by ``commit()``; ``abort()`` removes it. For writers that stream into a file they hold open.
+
+    As a context manager it gives the open file, commits when the block ends, and aborts on any exception::
+
+        with AtomicFile(path, "wb") as out:
+            image.save(out, format="PNG")
+    """
+
+    def __init__(self, path: Path, mode: str = "w", **open_args: Any):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            self.file = os.fdopen(fd, mode, **open_args)
+        except BaseException:
+            os.close(fd)
+            Path(self.tmp).unlink(missing_ok=True)
+            raise
+
+    def commit(self) -> None:
+        try:
+            self.file.close()
+            os.chmod(self.tmp, 0o644)  # mkstemp makes it private
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            Path(self.tmp).unlink(missing_ok=True)
+            raise
+
+    def abort(self) -> None:
+        self.file.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False

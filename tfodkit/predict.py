@@ -1,6 +1,6 @@
 """predict.py: draw labelled boxes on images with an exported TFOD model, and write JSON.
 
-    python predict.py --model EXPORT_DIR [--labels classes.pbtxt] --images "a.jpg, photos/, shots/*.png" \
+    python predict.py --model EXPORT_DIR [--labels|--label_map classes.pbtxt] --images "a.jpg, photos/, shots/*.png" \
         [--output_dir results] [--output_file_prefix result] [--min_confidence 0.5] [--format jpg|png] \
         [--json [FILE]] [--max_detections N] [--classes "cat, dog"] [--batch_size N] [--workers N] [--inflight N]
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli, did_you_mean
+from tfodkit.fsutil import AtomicFile
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 PROGRESS_ABOVE = 3  # show a progress bar for more images than this
@@ -47,31 +48,10 @@ DetectFn = Callable[[np.ndarray], list[Detections]]
 
 
 def load_label_map(path: Path) -> dict[int, str]:
-    """{class id: display name} from a TFOD label map (``item { id: 1 name: 'cat' }``)."""
-    from google.protobuf import text_format
-    from object_detection.protos import string_int_label_map_pb2
+    """{class id: the name shown} of a TFOD label map, by the toolkit's one rule set (tfodkit.dataset.labelmap)."""
+    from tfodkit.dataset import labelmap
 
-    if not path.is_file():
-        raise UserError(f"label map {path} does not exist" if not path.exists() else f"label map {path} is not a file",
-                        LABELS_FIX)
-    label_map = string_int_label_map_pb2.StringIntLabelMap()
-    try:
-        text_format.Parse(path.read_text(), label_map)
-    except (text_format.ParseError, UnicodeDecodeError) as exc:
-        raise UserError(f"label map {path} is not valid: {str(exc).splitlines()[0]}",
-                        "it should hold items like: item { id: 1 name: 'cat' }") from None
-    labels: dict[int, str] = {}
-    for item in label_map.item:
-        name = item.display_name or item.name
-        if not name:
-            raise UserError(f"label map {path}: item with id {item.id} has no name", "give every item a name")
-        if item.id in labels:
-            raise UserError(f"label map {path}: id {item.id} is used twice ({labels[item.id]!r}, {name!r})",
-                            "give every class its own id")
-        labels[item.id] = name
-    if not labels:
-        raise UserError(f"label map {path} has no items", "it should hold items like: item { id: 1 name: 'cat' }")
-    return labels
+    return labelmap.load(path, LABELS_FIX).shown
 
 
 def class_name(class_id: int, labels: dict[int, str]) -> str:
@@ -267,13 +247,8 @@ def draw_detections(image, detections: Sequence[dict]) -> None:
 def save_atomic(image, dst: Path, fmt: str) -> None:
     """Write ``image`` to a temporary name beside ``dst``, then rename it into place."""
     pil_format, options = FORMATS[fmt]
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        image.save(tmp, format=pil_format, **options)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with AtomicFile(dst, "wb") as out:
+        image.save(out, format=pil_format, **options)
 
 
 def _draw_and_save(image, detections: list[dict], dst: Path, fmt: str) -> None:
@@ -324,8 +299,8 @@ class JsonStream:
 
     def __init__(self, path: Path, header: dict):
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.file = open(self.tmp, "w")  # noqa: SIM115 - closed by close() / abort()
+        self.out = AtomicFile(path, "w")
+        self.file = self.out.file
         self.file.write(json.dumps(header, indent=1)[:-2] + ',\n "images": [')
         self.count = 0
 
@@ -335,12 +310,10 @@ class JsonStream:
 
     def close(self, errors: list[dict], summary: dict) -> None:
         self.file.write(f'\n ],\n "errors": {json.dumps(errors)},\n "summary": {json.dumps(summary)}\n}}\n')
-        self.file.close()
-        os.replace(self.tmp, self.path)
+        self.out.commit()
 
     def abort(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
+        self.out.abort()
 
 
 @dataclass
@@ -569,7 +542,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                "(each is named on stderr), 2 for bad usage (missing model, label map, no images).")
     parser.add_argument("--model", type=Path, required=True,
                         help="the exporter's output directory (holds saved_model/) or its saved_model/ directory")
-    parser.add_argument("--labels", type=Path, default=None,
+    parser.add_argument("--labels", "--label_map", dest="labels", type=Path, default=None,
                         help="label map (.pbtxt) the model was trained with (default: label_map.pbtxt beside "
                              "saved_model/, which tfodkit's export writes)")
     parser.add_argument("--images", nargs="+", action="extend", required=True, metavar="IMAGES",

@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit import __version__
+from tfodkit.doctor import PACKAGES
 from tfodkit.errors import cli
 from tfodkit.fsutil import write_json_atomic
 
-VERSIONS = ("tensorflow", "tf-keras", "tf-object-detection-api", "tf-models-official", "protobuf", "numpy")
+VERSIONS = tuple(dist for _label, dist in PACKAGES)
 
 
 def _path(training_dir: Path) -> Path:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.settings import env_number
 
 OUTPUTS = ("profile", "region", "cluster_name", "task_definition", "container_name", "log_group")
 # train.sh's first three arguments when the task definition gives no default command.
@@ -267,16 +268,7 @@ def ssm_command(settings: Settings, instance_id: str, port: str) -> list[str]:
 
 
 def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UserError(f"{name}={raw!r} is not a number of seconds", f"e.g. {name}={default:g}") from None
-    if value < 0:
-        raise UserError(f"{name}={raw!r} is negative", f"e.g. {name}={default:g}")
-    return value
+    return env_number(name, default, minimum=0, unit="seconds")
 
 
 def say(*lines: str) -> None:
@@ -495,7 +487,7 @@ def step_wait(args: argparse.Namespace, aws: Aws, settings: Settings) -> int:
 def step_follow(args: argparse.Namespace, aws: Aws, settings: Settings) -> int:
     poll = _seconds("RUNTASK_POLL_SECONDS", 5)
     drain = _seconds("RUNTASK_DRAIN_SECONDS", 5)
-    limit = int(os.environ["RUNTASK_LOG_PAGE_LIMIT"]) if os.environ.get("RUNTASK_LOG_PAGE_LIMIT") else None
+    limit = int(env_number("RUNTASK_LOG_PAGE_LIMIT", 0, minimum=1, integer=True, example=100)) or None
     task = describe_task(aws, settings, args.task)
     arn = task["taskArn"]
     task_def = describe_task_definition(aws, task["taskDefinitionArn"])

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import ArgumentParser, UserError, cli
+from tfodkit.fsutil import AtomicFile
 
 CLASSES = ("circle", "square")
 
@@ -71,12 +72,10 @@ def generate(output_dir: Path, images: int = 240, holdout: int = 12, size: int =
 
 
 def _write_csv(path: Path, rows: list) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with AtomicFile(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["filename", "width", "height", "class", "xmin", "ymin", "xmax", "ymax"])
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 @cli

@@ -37,6 +37,7 @@ from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.gpu import require_tensorflow_gpus
 from tfodkit.progress import speed_text
+from tfodkit.settings import CHECKPOINT_EVERY_N, check_batch_size
 
 CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
 SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -86,14 +87,6 @@ def make_strategy(num_gpus: int | None = None, cross_device_ops: str = "nccl", c
         # NCCL needs GPUs: logical CPU devices reduce through one device.
         return tf.distribute.MirroredStrategy(devices=devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.get_strategy()
-
-
-def check_batch_size(batch_size: int, replicas: int) -> None:
-    if replicas > 1 and batch_size % replicas:
-        suggestion = (batch_size // replicas + 1) * replicas
-        raise UserError(f"batch_size {batch_size} is not divisible by the {replicas} replicas; TFOD would fail with: "
-                        f"The `global_batch_size` {batch_size} is not divisible by `num_replicas_in_sync` {replicas}",
-                        f"set batch_size to a multiple of {replicas}, e.g. {suggestion}")
 
 
 class _StopFlag:
@@ -177,8 +170,8 @@ def tfod_maps_with_dataset_map(enabled: bool = True):
         dataset_ops.DatasetV1.map_with_legacy_function = legacy
 
 
-def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = 1000, num_gpus: int | None = None,
-          cross_device_ops: str = "nccl", cpu_replicas: int = 0, max_to_keep: int = 5,
+def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = CHECKPOINT_EVERY_N,
+          num_gpus: int | None = None, cross_device_ops: str = "nccl", cpu_replicas: int = 0, max_to_keep: int = 5,
           progress_seconds: float = 5.0, chunk_seconds: float = 3.0, seed: int | None = None,
           deterministic: bool = False) -> dict:
     """Train to ``train_config.num_steps``; returns a summary (also written to model_dir/train.json)."""
@@ -339,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pipeline_config", type=Path, required=True)
     parser.add_argument("--model_dir", type=Path, required=True, help="checkpoints and TensorBoard events")
     parser.add_argument("--checkpoint_every_n", type=int, default=None,
-                        help="default: checkpoint_every_n of MODEL_DIR/toolkit.json (readconfig), else 1000")
+                        help="default: checkpoint_every_n of MODEL_DIR/toolkit.json (readconfig), else "
+                             f"{CHECKPOINT_EVERY_N}")
     parser.add_argument("--num_gpus", type=int, default=None, help="default: every visible GPU")
     parser.add_argument("--cross_device_ops", choices=CROSS_DEVICE_OPS, default="nccl",
                         help="all-reduce across GPUs (default nccl; hierarchical_copy when NCCL fails)")
@@ -350,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="TensorFlow op determinism (needs a seed; default: deterministic of toolkit.json)")
     args = parser.parse_args(argv)
-    every = args.checkpoint_every_n or _toolkit_setting(args.model_dir, "checkpoint_every_n", 1000)
+    every = args.checkpoint_every_n or _toolkit_setting(args.model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)
     if every < 1:
         parser.error("--checkpoint_every_n must be at least 1")
     seed = args.seed if args.seed is not None else _toolkit_setting(args.model_dir, "seed", None)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.settings import env_number
 
 DEFAULT_ZOO_URL = "http://download.tensorflow.org/models/object_detection/tf2"
 DEFAULT_TIMEOUT = 30.0
@@ -133,6 +134,10 @@ CATALOGUE: tuple[ZooModel, ...] = (
        "faster_rcnn", 1024, masks=True),
 )
 
+# (display name, configs/base file) of the models that have a base config: one of each meta-architecture the
+# zoo uses (SSD, Faster R-CNN, CenterNet, EfficientDet), the configs the offline path and doctor build.
+BASE_MODELS: tuple[tuple[str, str], ...] = tuple((m.name, m.base_config) for m in CATALOGUE if m.base_config)
+
 
 def _key(text: str) -> str:
     """Matching key: lower case, letters and digits only ("R-CNN" == "rcnn")."""
@@ -176,14 +181,7 @@ def is_model_dir(path: Path) -> bool:
 
 
 def _timeout() -> float:
-    raw = os.environ.get("TFOD_ZOO_TIMEOUT", str(DEFAULT_TIMEOUT))
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UserError(f"TFOD_ZOO_TIMEOUT={raw!r} is not a number", "set it to seconds, e.g. 30") from None
-    if value <= 0:
-        raise UserError(f"TFOD_ZOO_TIMEOUT={raw!r} must be positive", "set it to seconds, e.g. 30")
-    return value
+    return env_number("TFOD_ZOO_TIMEOUT", DEFAULT_TIMEOUT, positive=True, unit="seconds")
 
 
 def _download(url: str, dest: Path, timeout: float, progress: bool) -> None:

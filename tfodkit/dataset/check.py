@@ -17,14 +17,10 @@ from __future__ import annotations
 import tfodkit.compat  # noqa: F401
 
 import collections
-import glob as globlib
 import hashlib
 import json
-import os
 import random
-import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +30,8 @@ from PIL import Image, ImageDraw
 
 from tfodkit.dataset import labelmap
 from tfodkit.errors import UserError
+from tfodkit.fsutil import AtomicFile
+from tfodkit.records import LABEL_MAP, REPORT, SAMPLES, missing_shards, record_files, split_of
 
 # kind -> (error?, what it means). Warnings are printed but do not fail the check.
 KINDS = {
@@ -56,7 +54,6 @@ KINDS = {
     "empty_split": (False, "a split without records"),
     "duplicate_image": (False, "the same image bytes in two records of one split"),
 }
-SHARD = re.compile(r"^(?P<split>.+?)(?:-(?P<index>\d{5})-of-(?P<of>\d{5}))?\.(?:tf)?records?$")
 TOLERANCE = 1e-4  # normalized coordinates: float32 rounding of x / width
 SHOWN_PER_KIND = 10
 
@@ -70,28 +67,6 @@ class Issue:
     @property
     def error(self) -> bool:
         return KINDS[self.kind][0]
-
-
-def find_records(records: Path) -> tuple[list[Path], Path | None]:
-    """The record files to check and the folder they are in (where classes.pbtxt / dataset.json may be)."""
-    text = str(records)
-    if records.is_dir():
-        files = sorted(p for p in records.iterdir() if p.is_file() and SHARD.match(p.name))
-        if not files:
-            raise UserError(f"no .record files in {records}", "pass the output folder of convert, or a .record file")
-        return files, records
-    if records.is_file():
-        return [records], records.parent
-    if any(c in text for c in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(text) if Path(p).is_file())
-        if files:
-            return files, files[0].parent
-    raise UserError(f"{records} not found", "pass a records folder, a .record file or a glob of them")
-
-
-def split_of(path: Path) -> str:
-    match = SHARD.match(path.name)
-    return match.group("split") if match else path.stem
 
 
 def _feature(example, key: str, kind: str) -> list:
@@ -110,6 +85,7 @@ class Checker:
         self.issues: list[Issue] = []
         self.label_map_path = label_map_path
         self.names: dict[int, str] | None = None  # id -> name, when a label map was read
+        self.ids: dict[str, int] = {}  # class text -> id (names and display names), when a label map was read
         self.valid_label_map = False
         self.n_samples, self.thumb = n_samples, thumb
         self.samples: list[Image.Image | None] = []
@@ -136,18 +112,15 @@ class Checker:
                                           "validated (pass --label_map FILE)")
             return
         try:
-            items = labelmap.parse_items(path.read_text(encoding="utf-8"), str(path))
-        except OSError as exc:
-            self.add("label_map", str(path), f"cannot read {path}: {exc.strerror or exc}")
-            return
+            items = labelmap.parse_items(labelmap.read_text(path), str(path))
         except UserError as exc:
             self.add("label_map", str(path), exc.what)
             return
         problems = labelmap.problems_of(items, str(path))
         for problem in problems:
             self.add("label_map", str(path), problem)
-        background = {id_ for id_, name, display in items if id_ == 0 and "background" in (name, display)}
-        self.names = {id_: name or display for id_, name, display in items if id_ not in background}
+        label_map = labelmap.from_items(items, str(path))
+        self.names, self.ids = label_map.names, label_map.ids
         self.valid_label_map = not problems
 
     def class_name(self, label: int) -> str:
@@ -256,7 +229,7 @@ class Checker:
             elif self.names is not None and label not in self.names:
                 self.add("unknown_label", where, f"box {i} has class label {label}, which is not in the label map")
         if self.names is not None:
-            by_name = {v: k for k, v in self.names.items()}
+            by_name = self.ids
             for i, text in enumerate(texts):
                 if text not in by_name:
                     self.add("unknown_label", where, f"box {i} has class text '{text}', which is not in the label "
@@ -323,15 +296,8 @@ class Checker:
         grid = Image.new("RGB", (columns * (self.thumb + 4), rows * (self.thumb + 18)), "white")
         for i, cell in enumerate(cells):
             grid.paste(cell, ((i % columns) * (self.thumb + 4), (i // columns) * (self.thumb + 18)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                grid.save(fh, format="PNG")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with AtomicFile(path, "wb") as out:
+            grid.save(out, format="PNG")
         return path
 
     # ------------------------------------------------------------ cross-checks
@@ -339,18 +305,12 @@ class Checker:
         by_split: dict[str, list[Path]] = collections.defaultdict(list)
         for path in files:
             by_split[split_of(path)].append(path)
-        for split, paths in by_split.items():
-            of = {SHARD.match(p.name).group("of") for p in paths if SHARD.match(p.name).group("of")}
-            for total in of:
-                present = {int(SHARD.match(p.name).group("index")) for p in paths
-                           if SHARD.match(p.name).group("of") == total}
-                missing = sorted(set(range(int(total))) - present)
-                if missing:
-                    self.add("missing_shard", split, f"shard(s) {', '.join(map(str, missing))} of {int(total)} "
-                                                     f"missing for {split}")
+        for split, total, missing in missing_shards(files):
+            self.add("missing_shard", split, f"shard(s) {', '.join(map(str, missing))} of {total} missing for {split}")
+        for split in by_split:
             if not self.splits[split]["records"]:
                 self.add("empty_split", split, f"{split} has no records")
-        report = folder / "dataset.json" if folder else None
+        report = folder / REPORT if folder else None
         if report and report.is_file() and len(files) > 0 and all(p.parent == folder for p in files):
             try:
                 written = json.loads(report.read_text(encoding="utf-8")).get("splits", {})
@@ -455,11 +415,11 @@ def run(records: Path, label_map: Path | None = None, samples: Path | None = Non
         out=None) -> dict:
     """Check records; returns the summary (``errors`` > 0 means the check failed)."""
     out = out or sys.stdout
-    files, folder = find_records(Path(records))
+    files, folder = record_files(Path(records))
     if label_map is not None and not Path(label_map).is_file():
         raise UserError(f"label map {label_map} not found", "check the --label_map path")
-    if label_map is None and folder is not None and (folder / "classes.pbtxt").is_file():
-        label_map = folder / "classes.pbtxt"
+    if label_map is None and folder is not None and (folder / LABEL_MAP).is_file():
+        label_map = folder / LABEL_MAP
     checker = Checker(Path(label_map) if label_map else None, n_samples=n_samples)
     checker.read_label_map()
     print(f"checking {len(files)} file(s) in {folder}" + (f" against {label_map}" if label_map else ""), file=out)
@@ -468,7 +428,7 @@ def run(records: Path, label_map: Path | None = None, samples: Path | None = Non
     data = checker.summary()
     checker.print(data, out)
     if samples is None and folder is not None:
-        samples = folder / ("samples.png" if Path(records).is_dir() else f"{files[0].stem}-samples.png")
+        samples = folder / (SAMPLES if Path(records).is_dir() else f"{files[0].stem}-samples.png")
     written = checker.write_samples(Path(samples)) if samples else None
     if written:
         print(f"samples: {written} ({len(checker.samples)} images with their boxes)", file=out)

@@ -30,7 +30,7 @@ def build_parser() -> ArgumentParser:
     conv.add_argument("--seed", type=int, default=42, help="seed of the split and the shuffle (default 42)")
     conv.add_argument("--shards", type=int, default=1,
                       help="training shards (default 1: training.record); testing gets a proportional number")
-    conv.add_argument("--label_map", type=Path,
+    conv.add_argument("--label_map", "--labels", dest="label_map", type=Path,
                       help="use these class ids (TFOD .pbtxt); default: ids from 1 in sorted name order "
                            "(COCO: category id order)")
     conv.add_argument("--strict", action="store_true", help="any problem is an error and nothing is written")
@@ -42,7 +42,8 @@ def build_parser() -> ArgumentParser:
                                      "label map, print statistics and problems, write a PNG of samples. "
                                      "Exit status 1 when there are errors.")
     chk.add_argument("records", type=Path, help="records folder (from convert), a .record file or a glob")
-    chk.add_argument("--label_map", type=Path, help="label map (default: classes.pbtxt beside the records)")
+    chk.add_argument("--label_map", "--labels", dest="label_map", type=Path,
+                     help="label map (default: classes.pbtxt beside the records)")
     chk.add_argument("--samples", type=Path,
                      help="PNG grid of sample images with boxes (default: samples.png in the records folder)")
     chk.add_argument("--num_samples", type=int, default=16, help="images in the sample grid (default 16, 0: none)")

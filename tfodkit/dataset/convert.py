@@ -31,7 +31,6 @@ import math
 import multiprocessing
 import os
 import random
-import re
 import shutil
 import stat
 import sys
@@ -45,12 +44,8 @@ from tqdm import tqdm
 from tfodkit.dataset import example, labelmap
 from tfodkit.dataset.readers import KINDS, Annotations, Entry, Problem, read
 from tfodkit.errors import FAILURE, UserError
+from tfodkit.records import LABEL_MAP, REPORT, SPLITS, file_names, input_glob, is_layout_file
 
-SPLITS = ("training", "testing")
-LABEL_MAP = "classes.pbtxt"
-REPORT = "dataset.json"
-OUTPUT_NAME = re.compile(r"^(training|testing)(-\d{5}-of-\d{5})?\.record$|^classes\.pbtxt$|^dataset\.json$"
-                         r"|^samples\.png$")
 SHOWN_PER_KIND = 10
 
 
@@ -146,18 +141,6 @@ def split(entries: list[Entry], test_fraction: float, seed: int,
     rng.shuffle(training)
     rng.shuffle(testing)
     return training, testing, stratified
-
-
-def shard_names(split_name: str, shards: int, sharded: bool) -> list[str]:
-    """``training.record``, or ``training-00000-of-00004.record`` ... when ``sharded``."""
-    if not sharded:
-        return [f"{split_name}.record"]
-    return [f"{split_name}-{i:05d}-of-{shards:05d}.record" for i in range(shards)]
-
-
-def input_path(split_name: str, shards: int, sharded: bool) -> str:
-    """What a pipeline.config's tf_record_input_reader.input_path should say (TFOD globs it)."""
-    return f"{split_name}-?????-of-{shards:05d}.record" if sharded else f"{split_name}.record"
 
 
 # ---------------------------------------------------------------- workers
@@ -386,7 +369,7 @@ def run(fmt: str, images: Path, annotations: Path, output_dir: Path, *, test_fra
     n_shards = {"training": min(shards, max(1, len(training))),
                 "testing": 1 if shards == 1 else max(1, min(len(testing), math.ceil(
                     shards * len(testing) / max(1, len(training)))))}
-    names = {s: shard_names(s, n_shards[s], shards > 1) for s in SPLITS}
+    names = {s: file_names(s, n_shards[s], shards > 1) for s in SPLITS}
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=output_dir))
@@ -414,7 +397,7 @@ def run(fmt: str, images: Path, annotations: Path, output_dir: Path, *, test_fra
             "format": fmt, "images": str(images), "annotations": str(annotations),
             "test_fraction": test_fraction, "seed": seed, "stratified": stratified, "strict": strict,
             "label_map": LABEL_MAP, "classes": [{"id": i, "name": n} for i, n in label_map.items],
-            "files": names, "input_paths": {s: input_path(s, len(names[s]), shards > 1) for s in SPLITS},
+            "files": names, "input_paths": {s: input_glob(s, len(names[s]), shards > 1) for s in SPLITS},
             **report.as_dict(),
         }
         _summary(data, output_dir, time.monotonic() - started, out)
@@ -446,7 +429,7 @@ def _boxes(entry: Entry) -> list[tuple]:
 def _publish(staging: Path, output_dir: Path) -> None:
     """Replace the previous conversion's files (stale shards too) by the staged ones."""
     for old in output_dir.iterdir():
-        if old.is_file() and OUTPUT_NAME.match(old.name):
+        if old.is_file() and is_layout_file(old.name):
             old.unlink()
     for new in sorted(staging.iterdir()):
         os.replace(new, output_dir / new.name)
