@@ -427,6 +427,18 @@ def test_batch_not_divisible_by_replicas_fails_before_building(shapes, tmp_path)
     assert not list((tmp_path / "t").glob("ckpt-*"))
 
 
+@pytest.mark.parametrize("every", ["0", "-3"])
+def test_checkpoint_every_n_below_1_is_a_usage_error(tmp_path, capsys, every):
+    from tfodkit import train
+
+    (tmp_path / "toolkit.json").write_text(json.dumps({"checkpoint_every_n": 5}))  # a given 0 must not fall back
+    status = train.main(["--pipeline_config", str(tmp_path / "pipeline.config"), "--model_dir", str(tmp_path),
+                         "--checkpoint_every_n", every])
+    assert status == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        "error: --checkpoint_every_n must be at least 1")
+
+
 @pytest.mark.parametrize("args,message", [
     (["a", "b"], "error: expected 5 to 7 arguments, got 2"),
     (["m", "t", "e", "r", "SSD MobileNet V9"], "error: unknown zoo model 'SSD MobileNet V9' (did you mean: "),

@@ -344,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="TensorFlow op determinism (needs a seed; default: deterministic of toolkit.json)")
     args = parser.parse_args(argv)
-    every = args.checkpoint_every_n or _toolkit_setting(args.model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)
+    every = args.checkpoint_every_n if args.checkpoint_every_n is not None else \
+        _toolkit_setting(args.model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)
     if every < 1:
         parser.error("--checkpoint_every_n must be at least 1")
     seed = args.seed if args.seed is not None else _toolkit_setting(args.model_dir, "seed", None)
