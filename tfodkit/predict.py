@@ -59,11 +59,6 @@ def class_name(class_id: int, labels: dict[int, str]) -> str:
     return labels.get(class_id, f"class {class_id}")
 
 
-def label_text(class_id: int, score: float, labels: dict[int, str]) -> str:
-    """What is drawn above a box: "cat: 87%"."""
-    return f"{class_name(class_id, labels)}: {round(100 * score)}%"
-
-
 def class_colour(class_id: int) -> tuple[int, int, int]:
     """One bright colour per class id; neighbouring ids get far-apart hues (golden-ratio steps)."""
     hue = (0.13 + class_id * 0.6180339887) % 1.0
