@@ -18,22 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SSD = "SSD MobileNet V2 FPNLite 320x320"
+from bench.common import ROOT, SSD, make_records, run
+
 MODES = {"unseeded": {}, "seed": {"seed": 1}, "deterministic": {"seed": 1, "deterministic": True}}
-
-
-def run(cmd: list[str], log: Path) -> None:
-    with open(log, "w") as out:
-        status = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode
-    if status != 0:
-        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed with status {status} (see {log})")
 
 
 def main() -> int:
@@ -51,11 +42,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     print(f"bench/determinism: data in {work}", flush=True)
-    run([py, "-m", "tfodkit.synthetic", "--output_dir", str(work / "data"), "--images", str(args.images),
-         "--holdout", "0"], work / "synthetic.log")
-    run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(work / "data" / "images"),
-         "--annotations", str(work / "data" / "annotations.csv"), "--output_dir", str(work / "records"),
-         "--no_progress"], work / "convert.log")
+    records = make_records(work, args.images)
 
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     order = list(MODES)
@@ -66,7 +53,7 @@ def main() -> int:
             hparams.write_text(json.dumps({"batch_size": args.batch_size, "train_steps": args.steps,
                                            "checkpoint_every_n": args.steps, **MODES[mode]}))
             out = work / name
-            run([py, str(ROOT / "readconfig.py"), "--pretrained_model", SSD, "--records_dir", str(work / "records"),
+            run([py, str(ROOT / "readconfig.py"), "--pretrained_model", SSD, "--records_dir", str(records),
                  "--output_dir", str(out), "--hparams", str(hparams), "--from_scratch"], work / f"{name}-config.log")
             run([py, "-m", "tfodkit.train", "--pipeline_config", str(out / "pipeline.config"), "--model_dir",
                  str(out)], work / f"{name}-train.log")

@@ -32,14 +32,12 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SSD = "SSD MobileNet V2 FPNLite 320x320"
+from bench.common import ROOT, SSD, bench_env, make_records, run
+
 # TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
 TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.argv[1:]; " \
               "runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
@@ -53,19 +51,15 @@ def tfod_rate(log: Path) -> float:
     return 1.0 / float(per_step[-1])
 
 
-def run(cmd: list[str], log: Path, env: dict[str, str]) -> float:
-    start = time.monotonic()
-    with open(log, "w") as out:
-        status = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
-    seconds = time.monotonic() - start
-    if status != 0:
-        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed with status {status} (see {log})")
-    return seconds
-
-
 def tfod(module: str, *args: str) -> list[str]:
     code = TFOD_SCRIPT.format(name=module.rsplit(".", 1)[-1] + ".py", module=module)
     return [sys.executable, "-c", code, *args]
+
+
+def tfod_train(config: Path, model_dir: Path, steps: int, *args: str) -> list[str]:
+    """TFOD's own training, ``model_main_tf2.py`` on ``config`` for ``steps`` steps."""
+    return tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}", f"--model_dir={model_dir}",
+                f"--num_train_steps={steps}", *args, "--alsologtostderr")
 
 
 def checkpoint_step(prefix: str) -> int:
@@ -102,17 +96,13 @@ def main() -> int:
         parser.error("--steps must be a multiple of 100, at least 200 (model_main_tf2 runs chunks of 100)")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-train-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TENSORBOARD": "0", "TFOD_PRETRAINED_DIR": str(work / "zoo"),
-           "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
+    env = bench_env(TENSORBOARD="0", TFOD_PRETRAINED_DIR=str(work / "zoo"), PYTHON=sys.executable,
+                    PYTHONUNBUFFERED="1")
     env.pop("TFOD_FROM_SCRATCH", None)
     py = sys.executable
 
     print(f"bench/train: data in {work}", flush=True)
-    run([py, "-m", "tfodkit.synthetic", "--output_dir", str(work / "data"), "--images", str(args.images),
-         "--holdout", "0"], work / "synthetic.log", env)
-    run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(work / "data" / "images"),
-         "--annotations", str(work / "data" / "annotations.csv"), "--output_dir", str(work / "records"),
-         "--no_progress"], work / "convert.log", env)
+    records = make_records(work, args.images, env)
     run([py, "-c", "import sys; from pathlib import Path; from tests.untrained_model import write_pretrained_dir; "
          "write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
     hparams = work / "hparams.json"
@@ -121,7 +111,7 @@ def main() -> int:
     print(f"bench/train: toolkit: train.sh, {args.steps} steps, batch {args.batch_size} ...", flush=True)
     ours = work / "toolkit"
     ours_seconds = run(["bash", str(ROOT / "train.sh"), str(work / "models"), str(ours / "training"),
-                        str(ours / "exported"), str(work / "records"), SSD, "", str(hparams)],
+                        str(ours / "exported"), str(records), SSD, "", str(hparams)],
                        work / "toolkit.log", env)
     ours_rate = json.loads((ours / "training" / "train.json").read_text())["steps_per_sec"]
     config = ours / "training" / "pipeline.config"  # the same config for TFOD's scripts
@@ -132,9 +122,7 @@ def main() -> int:
     seed.mkdir()
     env = {**env, "TFOD_VERBOSE": "1"}  # TFOD's INFO lines carry its per-step time
     every = [f"--checkpoint_every_n={args.seed_checkpoint_every_n}"] if args.seed_checkpoint_every_n else []
-    train_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
-                       f"--model_dir={seed / 'training'}", f"--num_train_steps={args.steps}", *every,
-                       "--alsologtostderr"), work / "seed-train.log", env)
+    train_s = run(tfod_train(config, seed / "training", args.steps, *every), work / "seed-train.log", env)
     rates = {"toolkit": [ours_rate], "model_main_tf2": [tfod_rate(work / "seed-train.log")]}
     eval_s = run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
                       f"--model_dir={seed / 'training'}", f"--checkpoint_dir={seed / 'training'}",
@@ -153,9 +141,7 @@ def main() -> int:
                     log, env)
                 rates[side].append(json.loads((model_dir / "train.json").read_text())["steps_per_sec"])
             else:
-                run(tfod("object_detection.model_main_tf2", f"--pipeline_config_path={config}",
-                         f"--model_dir={model_dir}", f"--num_train_steps={args.steps}", "--alsologtostderr"),
-                    log, env)
+                run(tfod_train(config, model_dir, args.steps), log, env)
                 rates[side].append(tfod_rate(log))
     ours_rate, best_tfod = max(rates["toolkit"]), max(rates["model_main_tf2"])
     ours_step = checkpoint_step(json.loads((ours / "exported" / "export.json").read_text())["checkpoint"])

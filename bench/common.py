@@ -1,0 +1,40 @@
+"""What the benchmark scripts share: the repository's paths, running a step into a log, the synthetic records."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SSD = "SSD MobileNet V2 FPNLite 320x320"
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the repository importable, plus ``extra``."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+    """Run ``cmd`` from the repository root, its output into ``log``; its wall seconds. Exits on failure."""
+    start = time.monotonic()
+    with open(log, "w") as out:
+        status = subprocess.run(cmd, cwd=ROOT, env=env or bench_env(), stdout=out, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - start
+    if status != 0:
+        raise SystemExit(f"error: {' '.join(cmd[:4])} ... failed with status {status} (see {log})")
+    return seconds
+
+
+def make_records(work: Path, images: int, env: dict[str, str] | None = None) -> Path:
+    """``images`` synthetic images (tfodkit.synthetic) converted to work/records by the dataset tool; the folder."""
+    py = sys.executable
+    run([py, "-m", "tfodkit.synthetic", "--output_dir", str(work / "data"), "--images", str(images),
+         "--holdout", "0"], work / "synthetic.log", env)
+    run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(work / "data" / "images"),
+         "--annotations", str(work / "data" / "annotations.csv"), "--output_dir", str(work / "records"),
+         "--no_progress"], work / "convert.log", env)
+    return work / "records"
