@@ -423,3 +423,32 @@ def test_the_example_override_and_hparams_in_configs_work(tmp_path, records):
     assert configs["train_config"].batch_size == 8 and configs["train_config"].num_steps == 2000
     assert len(configs["train_config"].data_augmentation_options) == 3
     assert configs["eval_config"].include_metrics_per_category
+
+
+@pytest.mark.parametrize("case", ["override typo", "override meta-arch", "num_classes", "batch vs GPUs",
+                                  "override batch vs GPUs"])
+def test_cheap_checks_come_before_the_zoo_download(tmp_path, records, capsys, monkeypatch, case):
+    """A typo must not cost a gigabyte: these fail with the zoo server never asked for the tarball."""
+    (tmp_path / "typo.config").write_text("train_config {\n  num_step: 10\n}\n")
+    (tmp_path / "arch.config").write_text('model { center_net { num_classes: 3 } }')
+    (tmp_path / "batch.config").write_text("train_config { batch_size: 6 }")
+    (tmp_path / "classes.json").write_text(json.dumps({"num_classes": 5}))
+    (tmp_path / "batch.json").write_text(json.dumps({"batch_size": 6}))
+    extra, message = {
+        "override typo": (["--config_override", str(tmp_path / "typo.config")], 'no field named "num_step"'),
+        "override meta-arch": (["--config_override", str(tmp_path / "arch.config")], "the config's model is "
+                               "center_net"),
+        "num_classes": (["--hparams", str(tmp_path / "classes.json")], "num_classes is 5 but the label map"),
+        "batch vs GPUs": (["--hparams", str(tmp_path / "batch.json"), "--num_gpus", "4"],
+                          "batch_size 6 is not divisible by the 4 GPUs"),
+        "override batch vs GPUs": (["--config_override", str(tmp_path / "batch.config"), "--num_gpus", "4"],
+                                   "batch_size 6 is not divisible by the 4 GPUs"),
+    }[case]
+    model = zoo.resolve(SSD)
+    body = make_tarball(model.stem, (BASE_CONFIGS / model.base_config).read_text())
+    with ZooServer({f"/{model.date}/{model.tarball}": body}) as server:
+        monkeypatch.setenv("TFOD_ZOO_URL", server.url)
+        line = _bad(tmp_path, capsys, "--cache_dir", str(tmp_path / "cache"), *extra)
+    assert message in line
+    assert server.requests == []
+    assert not (tmp_path / "cache").exists()

@@ -407,6 +407,42 @@ def detect_gpus() -> int:
     return len(tf.config.list_physical_devices("GPU"))
 
 
+def _check_meta_arch(model: zoo.ZooModel, arch: str | None) -> None:
+    if arch is not None and arch != model.meta_arch:
+        raise UserError(f"the config's model is {arch} but {model.name} is {model.meta_arch}",
+                        "do not switch the meta-architecture in the override: pick another zoo model")
+
+
+def _check_num_classes(num_classes: int, records: RecordsDir) -> None:
+    labels = records.labels
+    if num_classes != labels.num_classes:
+        raise UserError(f"num_classes is {num_classes} but the label map {records.label_map} has "
+                        f"{len(labels.items)} classes with ids up to {labels.num_classes}",
+                        "drop num_classes from the hparams (it defaults to the label map's largest id) or fix it")
+
+
+def precheck(model: zoo.ZooModel, records: RecordsDir, override_text: str | None, override_source: str,
+             hparams: dict[str, Any], num_gpus: int | None) -> None:
+    """The checks that need no zoo config, made before its download (a typo should not cost a gigabyte):
+    the override's syntax and meta-architecture, num_classes against the label map, and the batch size
+    against the GPUs when the hparams or the override set it. build_pipeline checks the merged result again."""
+    import tfodkit.compat  # noqa: F401
+
+    from object_detection.protos import pipeline_pb2
+
+    batch = hparams.get("batch_size")
+    if override_text is not None:
+        override = pipeline_pb2.TrainEvalPipelineConfig()
+        _parse_text(override_text, override, override_source)
+        _check_meta_arch(model, override.model.WhichOneof("model"))
+        if batch is None and override.train_config.batch_size > 0:
+            batch = override.train_config.batch_size
+    if "num_classes" in hparams:
+        _check_num_classes(hparams["num_classes"], records)
+    if batch is not None:
+        check_batch_size(batch, num_gpus if num_gpus is not None else detect_gpus(), "GPUs", "or pass --num_gpus")
+
+
 def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, records: RecordsDir,
                    override_text: str | None = None, override_source: str = "override",
                    hparams: dict[str, Any] | None = None, checkpoint: Path | None = None,
@@ -443,17 +479,11 @@ def build_pipeline(model: zoo.ZooModel, base_text: str, base_source: str, record
         merge_replacing_lists(pipeline, override)
         tracker.stage("override")
     arch, arch_config = model_oneof(pipeline)
-    if arch != model.meta_arch:
-        raise UserError(f"the config's model is {arch} but {model.name} is {model.meta_arch}",
-                        "do not switch the meta-architecture in the override: pick another zoo model")
+    _check_meta_arch(model, arch)
 
     # 4. hparams
-    labels = records.labels
-    num_classes = hparams.get("num_classes", labels.num_classes)
-    if num_classes != labels.num_classes:
-        raise UserError(f"num_classes is {num_classes} but the label map {records.label_map} has "
-                        f"{len(labels.items)} classes with ids up to {labels.num_classes}",
-                        "drop num_classes from the hparams (it defaults to the label map's largest id) or fix it")
+    num_classes = hparams.get("num_classes", records.labels.num_classes)
+    _check_num_classes(num_classes, records)
     arch_config.num_classes = num_classes
     if "batch_size" in hparams:
         train.batch_size = hparams["batch_size"]
@@ -587,6 +617,7 @@ def run(args: argparse.Namespace) -> Result:
             raise UserError(f"config override {args.config_override} not found", "check the --config_override path")
         override_text = args.config_override.read_text()
     records = read_dir(args.records_dir)
+    precheck(model, records, override_text, str(args.config_override), hparams, args.num_gpus)
     base_config, checkpoint = resolve_base(model, args.pretrained_dir, args.cache_dir, args.from_scratch)
     result = build_pipeline(model, base_config.read_text(), str(base_config), records, override_text,
                             str(args.config_override), hparams, checkpoint, args.num_gpus)
