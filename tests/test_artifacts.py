@@ -174,8 +174,8 @@ def test_manifest_survives_a_restart(s3world, monkeypatch, capsys):
     for name, value in s3world["env"].items():
         monkeypatch.setenv(name, value)
     (training / "a.txt").write_text("a")
-    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0
-    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0
+    assert artifacts.main(["sync", "--once", "--run_id", "r1"]) == 0
+    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0  # the old spelling still works
     assert puts["runs/r1/training/a.txt"] == 1
     assert "final sync: 0 uploaded (0 B), 1 unchanged" in capsys.readouterr().err
     assert set(keys(s3)) == {"runs/r1/training/a.txt"}
@@ -198,4 +198,7 @@ def test_missing_target_is_a_one_line_error(monkeypatch, capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["error: no S3 target (set ARTIFACTS_TARGET=s3://<bucket>[/<prefix>] or pass --target)"]
     assert artifacts.main(["sync", "--once", "--target", "bucket/x"]) == 2
-    assert "target must be s3://<bucket>[/<prefix>]" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("error: target must be an s3:// URI, got 'bucket/x' (set ARTIFACTS_TARGET or "
+                                       "--target to s3://<bucket>[/<prefix>], e.g. s3://my-artifacts-bucket)\n")
+    assert artifacts.main(["sync", "--once", "--target", "s3://b/x"]) == 2  # S3's bucket naming rules
+    assert "bucket name 'b' is 1 character long" in capsys.readouterr().err

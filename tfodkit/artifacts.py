@@ -1,7 +1,7 @@
 """The artifacts sidecar: copy the training and export directories to S3 while training runs.
 
     python -m tfodkit.artifacts sync [--target s3://bucket[/prefix]] [--dir DIR ...] [--interval SEC]
-                                     [--run-id ID] [--manifest PATH] [--retries N] [--once]
+                                     [--run_id ID] [--manifest PATH] [--retries N] [--once]
 
 Every ``--interval`` seconds, and once more on SIGTERM (ECS sends it when the
 training container exits) or SIGINT, each directory is copied to
@@ -14,7 +14,7 @@ checkpoint shards they name. A failed upload is retried (with back-off), then
 reported and tried again in the next round: it never stops the sidecar or the
 training. Exit status: 0 when the final sync uploaded everything, 1 otherwise.
 
-Run id: ``--run-id`` / ``RUN_ID`` when given; else the ECS task id, the last
+Run id: ``--run_id`` / ``RUN_ID`` when given; else the ECS task id, the last
 segment of ``TaskARN`` from ``$ECS_CONTAINER_METADATA_URI_V4/task``; else
 ``<hostname>-<UTC timestamp>``.
 
@@ -49,6 +49,7 @@ from pathlib import Path
 
 from tfodkit.errors import ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_text_atomic
+from tfodkit.s3 import parse_s3_uri
 from tfodkit.settings import env_number
 
 DEFAULT_DIRS = "experiments/training:experiments/exported_model"
@@ -60,12 +61,13 @@ def log(message: str) -> None:
 
 
 def parse_target(uri: str) -> tuple[str, str]:
-    """s3://bucket[/prefix] -> (bucket, prefix without slashes)."""
-    if not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
-        raise UserError(f"target must be s3://<bucket>[/<prefix>], got {uri!r}",
-                        "set ARTIFACTS_TARGET or --target, e.g. s3://my-artifacts-bucket")
-    bucket, _, prefix = uri[5:].partition("/")
-    return bucket, prefix.strip("/")
+    """s3://bucket[/prefix] -> (bucket, prefix without slashes), by the toolkit's one S3 URI parser."""
+    try:
+        target = parse_s3_uri(uri, "target")
+    except UserError as exc:
+        raise UserError(exc.what, "set ARTIFACTS_TARGET or --target to s3://<bucket>[/<prefix>], e.g. "
+                        "s3://my-artifacts-bucket") from None
+    return target.bucket, target.key.strip("/")
 
 
 def run_id(explicit: str | None = None, timeout: float = 2.0) -> str:
@@ -237,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"default {DEFAULT_DIRS})")
     p.add_argument("--interval", type=float, help=f"seconds between syncs (env ARTIFACTS_INTERVAL, default "
                    f"{DEFAULT_INTERVAL:g})")
-    p.add_argument("--run-id", help="folder under the target (env RUN_ID; default the ECS task id)")
+    p.add_argument("--run_id", "--run-id", dest="run_id",
+                   help="folder under the target (env RUN_ID; default the ECS task id; --run-id is its old spelling)")
     p.add_argument("--manifest", help="local JSON of what was uploaded (env ARTIFACTS_MANIFEST)")
     p.add_argument("--retries", type=int, help="extra tries per file (env ARTIFACTS_RETRIES, default 3)")
     p.add_argument("--once", action="store_true", help="sync once and exit")
