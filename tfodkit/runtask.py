@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.s3 import is_s3, parse_s3_uri
 from tfodkit.settings import env_number
 
 OUTPUTS = ("profile", "region", "cluster_name", "task_definition", "container_name", "log_group")
@@ -60,7 +61,6 @@ PLACEMENT_HINTS = {
     "ATTRIBUTE": "no container instance matches the task definition's placement constraints",
     "MISSING": "the container instance is gone",
 }
-_S3 = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(?P<key>.*))?$")
 
 
 # --- validation (no AWS call) ------------------------------------------------------------------
@@ -113,12 +113,11 @@ def load_settings(path: str) -> Settings:
 
 
 def check_s3(label: str, uri: str, need_key: bool = True) -> str:
-    m = _S3.match(uri)
-    if not m:
+    """An input URI, checked before any AWS call: s3://, S3's bucket naming rules, a key when a file is needed."""
+    if not is_s3(uri):
         raise UserError(f"{label} must be an s3:// URI, got {uri!r}",
                         "upload it first, e.g. aws s3 cp <local> s3://<bucket>/<key>, and pass that URI")
-    if need_key and not (m.group("key") or "").strip("/"):
-        raise UserError(f"{label} {uri!r} names a bucket, not a file", "pass s3://<bucket>/<path to the file>")
+    parse_s3_uri(uri, label, need_key=need_key)
     return uri
 
 
