@@ -69,16 +69,23 @@ bench-dataset: install ## dataset convert vs a plain single-process converter (b
 DEMO_DIR ?= demo
 IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
-.PHONY: demo build push bench-train bench-determinism
+TF_VARIANT ?= gpu
+.PHONY: demo build push test-image gpu-check bench-train bench-determinism
 
 demo: install-runtime ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
 	@VENV=$(VENV) scripts/demo.sh $(DEMO_DIR)
 
-build: ## build the GPU Docker image IMAGE:TAG (needs a Docker engine)
-	docker build -t $(IMAGE):$(TAG) .
+build: ## build the Docker image IMAGE:TAG; TF_VARIANT=gpu (default, CUDA wheels) or cpu (needs a Docker engine)
+	docker build --build-arg TF_VARIANT=$(TF_VARIANT) -t $(IMAGE):$(TAG) .
 
 push: ## push IMAGE:TAG, e.g. IMAGE=<account>.dkr.ecr.<region>.amazonaws.com/tfodkit
 	docker push $(IMAGE):$(TAG)
+
+test-image: install ## the image for real: cpu variant on a local Debian base, the seed's docker run, resume, non-root, sidecar
+	@VENV=$(VENV) scripts/test-image.sh
+
+gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on all GPUs (steps/s, memory, JSON)
+	@scripts/gpu-check.sh
 
 bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~23 min)
 	$(PY) bench/train.py

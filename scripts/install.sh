@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Create or update .venv from the lock files. Idempotent: when the venv was
 # built from the same lock files, it returns in well under a second.
-#   scripts/install.sh [--runtime-only]
+#   scripts/install.sh [--runtime-only | --gpu]
+# --gpu: the runtime only, with TensorFlow's CUDA wheels (requirements/lock-gpu.txt),
+# for a machine with NVIDIA GPUs (make gpu-check uses VENV=.venv-gpu).
 # Env: PYTHON (default python3.11), VENV (default .venv).
 set -euo pipefail
 
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 main() {
-  local root python venv stamp want dev=1
+  local root python venv stamp want dev=1 lock=lock.txt
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-  [[ "${1:-}" == "--runtime-only" ]] && dev=0
+  case "${1:-}" in
+    "") ;;
+    --runtime-only) dev=0 ;;
+    --gpu) dev=0 lock=lock-gpu.txt ;;
+    *) die "unknown option ${1} (usage: scripts/install.sh [--runtime-only | --gpu])" ;;
+  esac
   python=${PYTHON:-python3.11}
   venv=${VENV:-$root/.venv}
 
@@ -21,7 +28,7 @@ main() {
   # checkov (dev only) gets a venv of its own inside the main one, so that its
   # many dependencies never move the pins of lock.txt and lock-dev.txt.
   local checkov_venv="$venv/checkov"
-  local locks=("$root/requirements/lock.txt" "$root/requirements/nodeps.txt")
+  local locks=("$root/requirements/$lock" "$root/requirements/nodeps.txt")
   ((dev)) && locks+=("$root/requirements/lock-dev.txt" "$root/requirements/checkov.txt")
   want=$(cat "${locks[@]}" | sha256sum | cut -c1-16)
   stamp="$venv/.tfodkit-installed"
@@ -42,7 +49,7 @@ main() {
   local pip=("$venv/bin/python" -m pip --disable-pip-version-check)
   "${pip[@]}" install --quiet --upgrade 'pip==25.3'
   echo "install: runtime packages (TensorFlow is ~600 MB: the first run takes a few minutes)"
-  "${pip[@]}" install --progress-bar off -r "$root/requirements/lock.txt"
+  "${pip[@]}" install --progress-bar off -r "$root/requirements/$lock"
   if ((dev)); then
     "${pip[@]}" install --progress-bar off -r "$root/requirements/lock-dev.txt" -c "$root/requirements/lock.txt"
     echo "install: checkov, in its own venv ($checkov_venv)"

@@ -22,6 +22,13 @@ def raccoon() -> Path:
     return RACCOON
 
 
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """tests/image needs a Docker engine and the built image: only `-m image` (make test-image) collects it."""
+    if collection_path == ROOT / "tests" / "image" and "image" not in (config.getoption("markexpr") or ""):
+        return True
+    return None
+
+
 def like_a_terminal_job() -> None:
     """Popen preexec_fn: the child takes Ctrl-C (SIGINT) as a terminal job would.
 
@@ -186,3 +193,17 @@ def write_records(records_dir: Path, labels: dict[int, str] | str = "circle,squa
     (records_dir / "classes.pbtxt").write_text(
         "".join(f"item {{\n  id: {i}\n  name: '{n}'\n}}\n" for i, n in labels.items()))
     return records_dir
+
+
+def fake_nvidia_smi(bin_dir: Path, gpus: int = 1, body: str | None = None) -> Path:
+    """A real executable `nvidia-smi` in ``bin_dir`` that lists ``gpus`` GPUs as the real `nvidia-smi -L` does.
+
+    It plays the driver's side of a GPU machine (none here has a GPU); put
+    ``bin_dir`` first on PATH. ``body`` replaces the script (a hung or broken one).
+    """
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    lines = "\n".join(f"GPU {i}: Tesla T4 (UUID: GPU-0000000{i}-1111-2222-3333-444444444444)" for i in range(gpus))
+    script = bin_dir / "nvidia-smi"
+    script.write_text(body or f'#!/bin/sh\n[ "$1" = "-L" ] || exit 9\ncat <<EOF\n{lines}\nEOF\n')
+    script.chmod(0o755)
+    return bin_dir

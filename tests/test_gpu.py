@@ -15,20 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_records
+from tests.conftest import ROOT, fake_nvidia_smi, write_records
 from tfodkit import gpu
 
 HAS_NVIDIA_DEVICE = any(Path("/dev").glob("nvidia[0-9]*"))
 SSD = "SSD MobileNet V2 FPNLite 320x320"
-
-
-def fake_nvidia_smi(bin_dir: Path, gpus: int = 1, body: str | None = None) -> Path:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    lines = "\n".join(f"GPU {i}: Tesla T4 (UUID: GPU-0000000{i}-1111-2222-3333-444444444444)" for i in range(gpus))
-    script = bin_dir / "nvidia-smi"
-    script.write_text(body or f'#!/bin/sh\n[ "$1" = "-L" ] || exit 9\ncat <<EOF\n{lines}\nEOF\n')
-    script.chmod(0o755)
-    return bin_dir
 
 
 def _env(bin_dir: Path | None = None, **extra) -> dict[str, str]:
