@@ -8,7 +8,10 @@ evaluates each new checkpoint, then waits for the next one until
 evaluation only ends by timing out (docs/tfod-on-current-tf.md). This makes
 one pass over the eval records and returns. It writes MODEL_DIR/metrics.json
 (mAP, mAP@0.5, mAP@0.75, per-class AP, losses), a bar chart of per-class AP
-beside it (metrics_per_class.png), and TensorBoard events under MODEL_DIR/eval.
+beside it (metrics_per_class.png), TensorBoard events under MODEL_DIR/eval, and
+MODEL_DIR/eval_detections.json: every test image's ground truth and the model's
+detections (score >= 0.01, at most 100 an image), which the run report
+(python -m tfodkit.report) reads instead of running the model again.
 A metrics.json already made for the latest checkpoint is reused.
 """
 
@@ -27,6 +30,9 @@ from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
 from tfodkit.records import REPORT, split_of
 
 PREFIX = "DetectionBoxes_Precision/"
+DETECTIONS = "eval_detections.json"
+MIN_SCORE = 0.01  # detections kept in DETECTIONS: the low-score tail only matters for PR curves
+MAX_PER_IMAGE = 100
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
 
 
@@ -81,6 +87,96 @@ def expected_images(files: Sequence[str]) -> int | None:
         return None
 
 
+class DetectionsKeeper:
+    """An extra evaluator for TFOD's eval loop: it keeps each image's ground truth and detections.
+
+    The loop hands every evaluator the same eval_dict (eval_util.result_dict_for_batched_example:
+    boxes in pixels of the original image, 1-based classes, the image's source_id hash as key);
+    this one stores them, normalized to [0, 1], and computes no metric.
+    """
+
+    def __init__(self):
+        self.images: list[dict] = []
+
+    def add_eval_dict(self, eval_dict) -> None:
+        from object_detection.core import standard_fields as fields
+
+        inp, det = fields.InputDataFields, fields.DetectionResultFields
+        arr = {k: v.numpy() for k, v in eval_dict.items() if hasattr(v, "numpy")}
+        for i, key in enumerate(arr[inp.key]):
+            height, width = (float(x) for x in arr[inp.original_image_spatial_shape][i][:2])
+            scale = [height, width, height, width]
+            n_gt = int(arr[inp.num_groundtruth_boxes][i])
+            scores = arr[det.detection_scores][i][: int(arr[det.num_detections][i])]
+            keep = [j for j in scores.argsort()[::-1][:MAX_PER_IMAGE] if scores[j] >= MIN_SCORE]
+            self.images.append({
+                "key": int(key),
+                "gt_boxes": [[round(float(v) / s, 5) for v, s in zip(b, scale, strict=True)]
+                             for b in arr[inp.groundtruth_boxes][i][:n_gt]],
+                "gt_classes": [int(c) for c in arr[inp.groundtruth_classes][i][:n_gt]],
+                "boxes": [[round(float(v) / s, 5) for v, s in zip(arr[det.detection_boxes][i][j], scale, strict=True)]
+                          for j in keep],
+                "scores": [round(float(scores[j]), 5) for j in keep],
+                "classes": [int(arr[det.detection_classes][i][j]) for j in keep],
+            })
+
+    def evaluate(self) -> dict:
+        return {}
+
+    def clear(self) -> None:
+        self.images.clear()
+
+
+def record_index(files: Sequence[str]) -> dict[int, dict]:
+    """source_id hash (the eval loop's image key) -> the record's file, index, source_id, filename and size."""
+    import tensorflow as tf
+    from object_detection import inputs
+
+    index: dict[int, dict] = {}
+    for name in files:
+        for n, raw in enumerate(tf.data.TFRecordDataset(name)):
+            feature = tf.train.Example.FromString(raw.numpy()).features.feature
+
+            def first(key: str, f=feature):
+                value = f[key].bytes_list.value or f[key].int64_list.value if key in f else []
+                return value[0] if value else None
+
+            source_id = first("image/source_id") or b""
+            key = int(tf.strings.to_hash_bucket_fast(source_id, inputs.HASH_BINS).numpy())
+            index[key] = {"record": str(name), "index": n, "source_id": source_id.decode("utf-8", "replace"),
+                          "filename": (first("image/filename") or source_id).decode("utf-8", "replace"),
+                          "height": first("image/height"), "width": first("image/width")}
+    return index
+
+
+def detections_file(keeper: DetectionsKeeper, files: Sequence[str], categories: list[dict],
+                    checkpoint: str, step: int) -> dict:
+    index = record_index(files)
+    images = [{**index.get(image["key"], {}), **image} for image in keeper.images]
+    return {"checkpoint": str(checkpoint), "step": step, "min_score": MIN_SCORE, "max_per_image": MAX_PER_IMAGE,
+            "box_format": "ymin xmin ymax xmax, normalized", "records": list(files),
+            "categories": {str(c["id"]): c["name"] for c in categories}, "images": images}
+
+
+class keeping_detections:
+    """While open, TFOD's get_evaluators (which the eval loop calls) also returns ``keeper``."""
+
+    def __init__(self, keeper: DetectionsKeeper):
+        from object_detection import eval_util
+
+        self.module, self.keeper, self.original = eval_util, keeper, eval_util.get_evaluators
+
+    def __enter__(self):
+        def get_evaluators(*args, **kwargs):
+            return [*self.original(*args, **kwargs), self.keeper]
+
+        self.module.get_evaluators = get_evaluators
+        return self.keeper
+
+    def __exit__(self, *exc) -> None:
+        self.module.get_evaluators = self.original
+
+
 def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = None, force: bool = False) -> dict:
     import tensorflow as tf
     from object_detection import inputs, model_lib_v2
@@ -95,7 +191,7 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
     if not checkpoint:
         raise UserError(f"no checkpoint in {model_dir}", "train first (python -m tfodkit.train)")
     out = model_dir / "metrics.json"
-    if out.is_file() and not force:
+    if out.is_file() and (model_dir / DETECTIONS).is_file() and not force:
         previous = json.loads(out.read_text())
         if previous.get("checkpoint") == str(checkpoint):
             print(f"evaluate: {out} is already for {Path(checkpoint).name}: reusing it", flush=True)
@@ -141,9 +237,15 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
             progress.set_postfix_str(speed_text(done - 1, now - first_done, total and max(total - done, 0),
                                                 ("batch", "batches")), refresh=False)
 
-    with writer.as_default():
+    keeper = DetectionsKeeper()
+    with writer.as_default(), keeping_detections(keeper):
         raw = model_lib_v2.eager_eval_loop(model, configs, counted(progress), global_step=step)
     writer.flush()
+    from object_detection.utils import label_map_util
+
+    categories = label_map_util.create_categories_from_labelmap(eval_input_config.label_map_path)
+    write_json_atomic(model_dir / DETECTIONS, detections_file(keeper, files, categories, checkpoint,
+                                                               int(step.numpy())))
     count = seen[0]
     raw = {k: float(v) for k, v in raw.items()}
     result = {"checkpoint": str(checkpoint), "step": int(step.numpy()), "num_images": count,
