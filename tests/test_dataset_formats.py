@@ -367,5 +367,7 @@ def test_cli_is_reachable_and_usage_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (f"error: {tmp_path / 'nothing'} not found (pass a records folder, a .record "
                                        f"file or a glob of them)\n")
     assert cli.main(["convert", "--format", "voc", "--images", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == ("error: the following arguments are required: --annotations, --output_dir "
+    assert capsys.readouterr().err == ("error: the following arguments are required: --output_dir "
                                        "(see: python -m tfodkit.dataset convert --help)\n")
+    assert cli.main(["convert", "--format", "voc", "--images", str(tmp_path), "--output_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "error: --annotations is missing (--format voc needs --annotations PATH)\n"

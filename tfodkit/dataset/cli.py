@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,29 +14,57 @@ def build_parser() -> ArgumentParser:
     from tfodkit.dataset.readers import FORMATS
 
     parser = ArgumentParser(prog="python -m tfodkit.dataset",
-                     description="Prepare datasets for TFOD: convert annotations to TFRecords, check records.")
-    sub = parser.add_subparsers(dest="command", metavar="convert|check")
+                     description="Prepare datasets for TFOD: convert annotations to TFRecords, check records, "
+                                 "write records back to COCO JSON.")
+    sub = parser.add_subparsers(dest="command", metavar="convert|check|to-coco")
     sub.required = True
 
-    conv = sub.add_parser("convert", help="annotations (VOC, COCO, CSV, LISA) -> TFRecords + classes.pbtxt",
+    conv = sub.add_parser("convert", help="annotations (VOC, COCO, CSV, LISA, YOLO, LabelMe) -> TFRecords + "
+                                          "classes.pbtxt",
                           description="Convert annotations and images to training/testing TFRecords, "
                                       "classes.pbtxt and dataset.json (statistics and problems).")
     conv.add_argument("--format", required=True, choices=FORMATS,
                       help="voc: folder of Pascal VOC .xml; coco: instances JSON; csv: "
-                           "filename,width,height,class,xmin,ymin,xmax,ymax; lisa: LISA semicolon CSV")
-    conv.add_argument("--images", required=True, type=Path, help="folder the annotations' file names are relative to")
-    conv.add_argument("--annotations", required=True, type=Path, help="VOC folder (or .xml), COCO .json, or .csv")
+                           "filename,width,height,class,xmin,ymin,xmax,ymax; lisa: LISA semicolon CSV; yolo: "
+                           "folder of class cx cy w h .txt files; labelme: folder of LabelMe .json files")
+    conv.add_argument("--images", type=Path,
+                      help="folder the annotations' file names are relative to (yolo: the images folder or the "
+                           "Ultralytics root with images/ and labels/; labelme: optional, paths are relative to "
+                           "the JSON files)")
+    conv.add_argument("--annotations", type=Path,
+                      help="VOC folder (or .xml), COCO .json, .csv, YOLO labels folder (optional with the "
+                           "Ultralytics layout), LabelMe folder")
+    conv.add_argument("--classes", type=Path,
+                      help="yolo: data.yaml (names: list or {id: name}) or classes.txt; default: the one beside "
+                           "the labels or at the root. YOLO id k becomes label map id k+1")
+    conv.add_argument("--split_from_folders", action="store_true",
+                      help="keep the split of the folders (images/train -> training, val/valid/test -> testing) "
+                           "instead of --test_fraction")
     conv.add_argument("--output_dir", required=True, type=Path, help="where the records and classes.pbtxt go")
     conv.add_argument("--test_fraction", type=float, default=0.2, help="share of images for testing (default 0.2)")
     conv.add_argument("--seed", type=int, default=42, help="seed of the split and the shuffle (default 42)")
-    conv.add_argument("--shards", type=int, default=1,
-                      help="training shards (default 1: training.record); testing gets a proportional number")
+    conv.add_argument("--shards", type=_shards, default="auto",
+                      help="auto (default): one shard per --shard_size_mb of images in each split, at least 1 "
+                           "(1: training.record); N: N training shards, testing a proportional number")
+    conv.add_argument("--shard_size_mb", type=float, default=None,
+                      help="target shard size for --shards auto (default 150, TensorFlow's 100-200 MB)")
     conv.add_argument("--label_map", "--labels", dest="label_map", type=Path,
                       help="use these class ids (TFOD .pbtxt); default: ids from 1 in sorted name order "
                            "(COCO: category id order)")
     conv.add_argument("--strict", action="store_true", help="any problem is an error and nothing is written")
     conv.add_argument("--workers", type=int, default=None, help="processes (default: every available core)")
     conv.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+    coco = sub.add_parser("to-coco", help="records -> COCO instances JSON (and the images)",
+                          description="Write each split of the records as COCO instances JSON: "
+                                      "--output FILE.json writes FILE-training.json and FILE-testing.json (one "
+                                      "file per split, as COCO tools expect; the split comes from the record "
+                                      "file's name). Category ids are the label map's.")
+    coco.add_argument("records", type=Path, help="records folder (from convert), a .record file or a glob")
+    coco.add_argument("--output", required=True, type=Path, help="FILE.json: FILE-<split>.json per split")
+    coco.add_argument("--images_dir", type=Path, help="also write the images here, under their file names")
+    coco.add_argument("--label_map", "--labels", dest="label_map", type=Path,
+                      help="label map (default: classes.pbtxt beside the records, else the records' class texts)")
 
     chk = sub.add_parser("check", help="decode every record with TFOD's decoder and validate it",
                          description="Decode every record through TFOD's TfExampleDecoder, validate against the "
@@ -50,6 +79,15 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _shards(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use auto or a number of shards") from None
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -58,9 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.workers is not None and args.workers < 1:
             raise UserError(f"--workers {args.workers} is out of range", "use 1 or more")
+        if args.shard_size_mb is not None and args.shards != "auto":
+            raise UserError(f"--shard_size_mb with --shards {args.shards}", "drop one: --shards N sets the count")
         convert.run(args.format, args.images, args.annotations, args.output_dir, test_fraction=args.test_fraction,
-                    seed=args.seed, shards=args.shards, label_map_path=args.label_map, strict=args.strict,
-                    workers=args.workers, progress=not args.no_progress)
+                    seed=args.seed, shards=args.shards, shard_size_mb=args.shard_size_mb or convert.SHARD_SIZE_MB,
+                    label_map_path=args.label_map, classes=args.classes, split_from_folders=args.split_from_folders,
+                    strict=args.strict, workers=args.workers, progress=not args.no_progress)
+        return 0
+    if args.command == "to-coco":
+        from tfodkit.dataset import to_coco
+
+        to_coco.run(args.records, args.output, images_dir=args.images_dir, label_map=args.label_map)
         return 0
     from tfodkit.dataset import check
 

@@ -47,6 +47,8 @@ from tfodkit.errors import FAILURE, UserError
 from tfodkit.records import LABEL_MAP, REPORT, SPLITS, file_names, input_glob, is_layout_file
 
 SHOWN_PER_KIND = 10
+# Shards of about 100-200 MB each, TensorFlow's guidance for TFRecord files (tf.data performance guide).
+SHARD_SIZE_MB = 150.0
 
 
 def default_workers() -> int:
@@ -141,6 +143,51 @@ def split(entries: list[Entry], test_fraction: float, seed: int,
     rng.shuffle(training)
     rng.shuffle(testing)
     return training, testing, stratified
+
+
+def folder_split(entries: list[Entry], seed: int) -> tuple[list[int], list[int]]:
+    """(training, testing) indices from the split each entry's folder names (images/train, images/val)."""
+    unplaced = [e.filename for e in entries if e.split not in SPLITS]
+    if unplaced:
+        raise UserError(f"--split_from_folders: {len(unplaced)} image(s) are in no train/val/test folder, e.g. "
+                        f"{unplaced[0]}", "put every image under images/train or images/val, or drop the flag")
+    rng = random.Random(seed)
+    training = [i for i, e in enumerate(entries) if e.split == "training"]
+    testing = [i for i, e in enumerate(entries) if e.split == "testing"]
+    rng.shuffle(training)
+    rng.shuffle(testing)
+    return training, testing
+
+
+# ---------------------------------------------------------------- shards
+
+def image_bytes(entry: Entry, images_dir: Path) -> int:
+    """The encoded image's size (what a record mostly is), 0 if the file is not there."""
+    if entry.data is not None:
+        return len(entry.data)
+    try:
+        return os.stat(images_dir / entry.filename).st_size
+    except OSError:
+        return 0
+
+
+def shard_counts(shards: int | str, split_bytes: dict[str, int], split_images: dict[str, int],
+                 shard_size_mb: float = SHARD_SIZE_MB) -> tuple[dict[str, int], bool]:
+    """({split: shard count}, sharded names?) for ``--shards N`` or ``auto``.
+
+    ``auto``: each split gets ceil(its image bytes / the target size) shards, at
+    least 1, at most one per image; one shard each keeps the plain names
+    (``training.record``). ``N``: N training shards and a proportional number
+    of testing ones (at least 1).
+    """
+    if shards == "auto":
+        target = shard_size_mb * 1024 * 1024
+        counts = {s: max(1, min(split_images[s], math.ceil(split_bytes[s] / target))) for s in SPLITS}
+        return counts, any(n > 1 for n in counts.values())
+    training, testing = split_images["training"], split_images["testing"]
+    counts = {"training": min(shards, max(1, training)),
+              "testing": 1 if shards == 1 else max(1, min(testing, math.ceil(shards * testing / max(1, training))))}
+    return counts, shards > 1
 
 
 # ---------------------------------------------------------------- workers
@@ -345,31 +392,48 @@ def _duplicate_problems(entries: list[Entry], dup_of: dict[int, int], kept: dict
     return problems
 
 
-def run(fmt: str, images: Path, annotations: Path, output_dir: Path, *, test_fraction: float = 0.2,
-        seed: int = 42, shards: int = 1, label_map_path: Path | None = None, strict: bool = False,
-        workers: int | None = None, progress: bool = True, out=None) -> dict:
-    """Convert; returns the dataset.json content. UserError on bad input (or problems with ``strict``)."""
+def run(fmt: str, images: Path | None, annotations: Path | None, output_dir: Path, *, test_fraction: float = 0.2,
+        seed: int = 42, shards: int | str = "auto", shard_size_mb: float = SHARD_SIZE_MB,
+        label_map_path: Path | None = None, classes: Path | None = None, split_from_folders: bool = False,
+        strict: bool = False, workers: int | None = None, progress: bool = True, out=None) -> dict:
+    """Convert; returns the dataset.json content. UserError on bad input (or problems with ``strict``).
+
+    ``images`` may be None for LabelMe (image paths are relative to the JSON
+    files, then relative to ``annotations``) and ``annotations`` for YOLO in
+    Ultralytics' layout (``labels/`` beside ``images/``).
+    """
     out = out or sys.stdout
+    if images is None:
+        if fmt != "labelme" or annotations is None:
+            raise UserError("--images is missing", f"--format {fmt} needs --images DIR")
+        images = annotations if Path(annotations).is_dir() else Path(annotations).parent
     images, output_dir = Path(images), Path(output_dir)
+    annotations = Path(annotations) if annotations is not None else None
     if not images.is_dir():
         raise UserError(f"images folder {images} not found", "pass the folder the annotations' file names are in")
     if not 0.0 <= test_fraction < 1.0:
         raise UserError(f"--test_fraction {test_fraction} is out of range", "use a fraction in [0, 1), e.g. 0.2")
-    if shards < 1:
-        raise UserError(f"--shards {shards} is out of range", "use 1 (one file per split) or more")
+    if shards != "auto" and (not isinstance(shards, int) or shards < 1):
+        raise UserError(f"--shards {shards} is out of range", "use auto (about 150 MB a shard), 1 or more")
+    if not shard_size_mb > 0:
+        raise UserError(f"--shard_size_mb {shard_size_mb} is out of range", "use a size in MB above 0, e.g. 150")
     workers = workers or default_workers()
     given = labelmap.load(label_map_path) if label_map_path else None
     started = time.monotonic()
-    ann = read(fmt, Path(annotations), map_fn=_parallel_map(workers))
+    ann = read(fmt, annotations, map_fn=_parallel_map(workers), images=images, classes=classes)
     if not ann.entries:
         raise UserError(f"no annotated images in {annotations}", f"check --format {fmt} and --annotations")
     label_map = given or labelmap.LabelMap.from_names(ann.classes)
     dup_of = find_duplicates(ann.entries, images)
-    training, testing, stratified = split(ann.entries, test_fraction, seed, dup_of)
-    n_shards = {"training": min(shards, max(1, len(training))),
-                "testing": 1 if shards == 1 else max(1, min(len(testing), math.ceil(
-                    shards * len(testing) / max(1, len(training)))))}
-    names = {s: file_names(s, n_shards[s], shards > 1) for s in SPLITS}
+    if split_from_folders:
+        training, testing = folder_split(ann.entries, seed)
+        stratified = None  # the folders decide
+    else:
+        training, testing, stratified = split(ann.entries, test_fraction, seed, dup_of)
+    order = {"training": training, "testing": testing}
+    split_bytes = {s: sum(image_bytes(ann.entries[i], images) for i in order[s]) for s in SPLITS}
+    n_shards, sharded = shard_counts(shards, split_bytes, {s: len(order[s]) for s in SPLITS}, shard_size_mb)
+    names = {s: file_names(s, n_shards[s], sharded) for s in SPLITS}
     created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=output_dir))
@@ -378,14 +442,14 @@ def run(fmt: str, images: Path, annotations: Path, output_dir: Path, *, test_fra
         chunk_dir.mkdir()
         report = Report(ann, label_map)
         example.STATE.update(entries=ann.entries, config={
-            "images_dir": str(images), "class_ids": label_map.ids, "crowd": ann.crowd,
+            "images_dir": str(images), "class_ids": label_map.ids, "crowd": ann.crowd, "normalized": ann.normalized,
             "label_map_path": str(label_map_path or "derived from the annotations"), "chunk_dir": str(chunk_dir)})
         fds = {s: [os.open(staging / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for name in names[s]]
                for s in SPLITS}
         try:
             # Forked now, so the workers inherit the entries and the config.
             with _executor(workers) as executor:
-                plan = plan_chunks({"training": training, "testing": testing}, n_shards, workers)
+                plan = plan_chunks(order, n_shards, workers)
                 kept = _write(executor, plan, fds, report, workers, progress)
         finally:
             example.STATE.clear()
@@ -395,9 +459,12 @@ def run(fmt: str, images: Path, annotations: Path, output_dir: Path, *, test_fra
         report.problems.extend(_duplicate_problems(ann.entries, dup_of, kept))
         data = {
             "format": fmt, "images": str(images), "annotations": str(annotations),
-            "test_fraction": test_fraction, "seed": seed, "stratified": stratified, "strict": strict,
+            "test_fraction": None if split_from_folders else test_fraction, "split_from_folders": split_from_folders,
+            "seed": seed, "stratified": stratified, "strict": strict,
+            "shards": {"requested": shards, "target_mb": shard_size_mb if shards == "auto" else None,
+                       "image_bytes": split_bytes, **n_shards},
             "label_map": LABEL_MAP, "classes": [{"id": i, "name": n} for i, n in label_map.items],
-            "files": names, "input_paths": {s: input_glob(s, len(names[s]), shards > 1) for s in SPLITS},
+            "files": names, "input_paths": {s: input_glob(s, len(names[s]), sharded) for s in SPLITS},
             **report.as_dict(),
         }
         _summary(data, output_dir, time.monotonic() - started, out)
@@ -452,7 +519,7 @@ def _summary(data: dict, output_dir: Path, elapsed: float, out) -> None:
         tr = data["splits"]["training"]["classes"].get(c["name"], {}).get("boxes", 0)
         te = data["splits"]["testing"]["classes"].get(c["name"], {}).get("boxes", 0)
         print(f"  {c['id']:>4}  {c['name']:<{width}}  {tr:>11}  {te:>10}", file=out)
-    if not data["stratified"]:
+    if data["stratified"] is False:
         print("  note: some classes with 2+ images are on one side of the split only", file=out)
     if not data["splits"]["testing"]["images"]:
         print("  note: the testing set is empty (raise --test_fraction to evaluate)", file=out)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 from PIL import Image
 
-from tfodkit.dataset.readers import Entry, Problem
+from tfodkit.dataset.readers import Entry, Obj, Problem
 
 # What TFOD's decoder (tf-slim's Image handler) decodes: JPEG with decode_jpeg,
 # anything else with decode_image(channels=3), which turns an animated GIF into
@@ -159,14 +159,20 @@ class Result:
 
 
 def build(entry: Entry, images_dir: str, class_ids: dict[str, int], label_map_path: str, crowd: bool,
-          result: Result) -> bytes | None:
-    """The serialized tf.train.Example for one entry (problems go to ``result``), or None if dropped."""
+          result: Result, normalized: bool = False) -> bytes | None:
+    """The serialized tf.train.Example for one entry (problems go to ``result``), or None if dropped.
+
+    ``normalized``: the entry's boxes are fractions of the image's size (YOLO); scaled to pixels here.
+    """
     path = os.path.join(images_dir, entry.filename)
     n = len(entry.objects)
     lost = f"; its {n} box(es) dropped" if n else ""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        if entry.data is not None:
+            data = entry.data  # embedded in the annotation (LabelMe imageData)
+        else:
+            with open(path, "rb") as fh:
+                data = fh.read()
     except FileNotFoundError:
         result.problems.append(Problem("missing_image", entry.filename, entry.where,
                                        f"no such file: {path}{lost}", boxes=n, image=True))
@@ -191,6 +197,9 @@ def build(entry: Entry, images_dir: str, class_ids: dict[str, int], label_map_pa
         result.problems.append(Problem("size_mismatch", entry.filename, entry.where, detail + "; boxes kept"))
     xmin, ymin, xmax, ymax, text, label, difficult, truncated, is_crowd = ([] for _ in range(9))
     for obj in entry.objects:
+        if normalized:
+            obj = Obj(obj.name, obj.xmin * width, obj.ymin * height, obj.xmax * width, obj.ymax * height,
+                      obj.difficult, obj.truncated, obj.is_crowd)
         class_id = class_ids.get(obj.name)
         if class_id is None:
             result.problems.append(Problem("unknown_class", entry.filename, entry.where,
@@ -247,7 +256,7 @@ def build(entry: Entry, images_dir: str, class_ids: dict[str, int], label_map_pa
 # What the workers work on: set in the parent before the pool forks, so the
 # workers inherit it instead of receiving it through a pipe with every chunk.
 # entries: list[Entry]; config: images_dir, class_ids, label_map_path (for
-# messages), crowd, chunk_dir.
+# messages), crowd, normalized (YOLO boxes), chunk_dir.
 STATE: dict = {}
 
 
@@ -262,7 +271,8 @@ def convert_chunk(chunk_id: int, split: str, indices: list[int]) -> tuple[str, l
         for index in indices:
             entry = entries[index]
             result = Result(index, split, entry.filename, entry.where, len(entry.objects))
-            serialized = build(entry, images_dir, class_ids, label_map_path, crowd, result)
+            serialized = build(entry, images_dir, class_ids, label_map_path, crowd, result,
+                               config.get("normalized", False))
             if serialized is not None:
                 writer.write(serialized)
                 result.length = len(serialized) + 16  # TFRecord framing: length, its CRC, data, its CRC

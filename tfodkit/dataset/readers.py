@@ -1,4 +1,4 @@
-"""Annotation readers: Pascal VOC XML folders, COCO JSON, TFOD-tutorial CSV, LISA CSV.
+"""Annotation readers: Pascal VOC XML folders, COCO JSON, TFOD-tutorial CSV, LISA CSV, YOLO, LabelMe.
 
 Each reader turns its format into :class:`Entry` objects (one per annotated
 image, boxes in pixel corners, as the annotation gives them) plus the problems
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tfodkit.errors import UserError
 
-FORMATS = ("voc", "coco", "csv", "lisa")
+FORMATS = ("voc", "coco", "csv", "lisa", "yolo", "labelme")
 
 # Problem kinds, in the order they are reported. Boxes or images that a
 # problem drops are counted under that kind; clipped boxes and size
@@ -31,6 +31,8 @@ KINDS = {
     "duplicate_image": "the same image bytes under two names: both kept, in the same split",
     "bad_annotation": "annotation that cannot be parsed: dropped",
     "unknown_class": "class not in the label map: box dropped",
+    "not_normalized": "YOLO value outside [0, 1] (pixel coordinates, or a wrong column): box dropped",
+    "unsupported_shape": "LabelMe shape that is not a rectangle or a polygon: dropped",
     "zero_area_box": "box with no area inside the image: dropped",
     "box_outside_image": "box past the image edge: clipped to the image",
     "size_mismatch": "size in the annotation differs from the image file: file's size used",
@@ -60,6 +62,8 @@ class Entry:
     objects: list[Obj] = field(default_factory=list)
     size: tuple[int, int] | None = None  # (width, height) claimed by the annotation
     source_id: str | None = None  # image/source_id; the filename when None
+    data: bytes | None = None  # the image bytes, when the annotation embeds them (LabelMe imageData)
+    split: str | None = None  # the split its folder names (YOLO's images/train, images/val), if any
 
 
 @dataclass(slots=True)
@@ -83,6 +87,7 @@ class Annotations:
     input_images: int  # image entries in the input, including dropped ones
     input_boxes: int  # boxes in the input, including dropped ones
     crowd: bool = False  # write image/object/is_crowd (COCO)
+    normalized: bool = False  # boxes are fractions of the image's size (YOLO), not pixels
 
 
 def _num(text: str | None, what: str) -> float:
@@ -345,7 +350,232 @@ def read_lisa(annotations: Path) -> Annotations:
                        "Upper left corner Y;Lower right corner X;Lower right corner Y")
 
 
-def read(fmt: str, annotations: Path, map_fn=None) -> Annotations:
+# ---------------------------------------------------------------- YOLO (Ultralytics, Roboflow, CVAT)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+CLASS_FILES = ("data.yaml", "data.yml", "dataset.yaml", "classes.txt", "obj.names")
+# Ultralytics' split folders (images/train, images/val, ...) -> our splits
+SPLIT_FOLDERS = {"train": "training", "training": "training",
+                 "val": "testing", "valid": "testing", "validation": "testing", "test": "testing",
+                 "testing": "testing"}
+CLASSES_FIX = "pass --classes data.yaml or classes.txt (one class name a line, in class-id order)"
+
+
+def yolo_layout(images: Path, labels: Path | None) -> tuple[Path, Path]:
+    """(images root, labels root): Ultralytics' ``images/`` + ``labels/`` under ``images``, or the two folders."""
+    if not images.is_dir():
+        raise UserError(f"images folder {images} not found", "pass the folder of the images (or the dataset root)")
+    if (images / "images").is_dir() and (labels is None or labels.resolve() == images.resolve()):
+        labels = images / "labels"
+        images = images / "images"
+    if labels is None:
+        raise UserError(f"no labels/ folder beside {images / 'images'}",
+                        "pass --annotations LABELS_DIR (the folder of the YOLO .txt files)")
+    if not labels.is_dir():
+        raise UserError(f"labels folder {labels} not found", "pass --annotations LABELS_DIR (YOLO .txt files)")
+    return images, labels
+
+
+def load_class_names(path: Path) -> list[str]:
+    """Class names by YOLO id: data.yaml's ``names`` (a list or {id: name}), or a text file, one name a line."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UserError(f"cannot read the classes file {path}: {exc.strerror or exc}", CLASSES_FIX) from None
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}", CLASSES_FIX) from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        try:
+            by_id = {int(k): str(v).strip() for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: the keys of 'names' are not class ids", "use {0: name, 1: name, ...}") from None
+        if sorted(by_id) != list(range(len(by_id))):
+            raise UserError(f"{path}: the class ids of 'names' are not 0..{len(by_id) - 1}: {sorted(by_id)}",
+                            "number the classes from 0 without gaps, as YOLO does")
+        names = [by_id[i] for i in range(len(by_id))]
+    if not isinstance(names, list) or not names:
+        raise UserError(f"{path} has no 'names' list or {{id: name}} mapping", CLASSES_FIX)
+    return [str(n).strip() for n in names]
+
+
+def find_classes(images: Path, labels: Path, given: Path | None) -> Path:
+    """--classes, else data.yaml or classes.txt beside the labels, in their parent (the root) or beside the images."""
+    if given is not None:
+        if not given.is_file():
+            raise UserError(f"classes file {given} not found", CLASSES_FIX)
+        return given
+    for folder in dict.fromkeys((labels, labels.parent, images, images.parent)):
+        for name in CLASS_FILES:
+            if (folder / name).is_file():
+                return folder / name
+    raise UserError(f"no data.yaml or classes.txt beside {labels} or in {labels.parent}", CLASSES_FIX)
+
+
+def _folder_split(rel: Path) -> str | None:
+    return SPLIT_FOLDERS.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
+
+
+def read_yolo(images: Path, labels: Path | None, classes: Path | None = None) -> Annotations:
+    """YOLO: one ``class cx cy w h`` (normalized) .txt per image, matched by stem, subfolders mirrored.
+
+    ``images`` is the folder the entries' file names are relative to (the
+    dataset root in Ultralytics' layout). An image without a label file is a
+    background image; a label file without an image is a missing image.
+    """
+    root = images
+    image_dir, label_dir = yolo_layout(images, labels)
+    class_file = find_classes(image_dir, label_dir, classes)
+    names = load_class_names(class_file)
+    if len(set(names)) != len(names) or not all(names):
+        raise UserError(f"{class_file}: class names must be distinct and not empty: {names}", CLASSES_FIX)
+    found = {p.relative_to(image_dir).with_suffix(""): p for p in sorted(image_dir.rglob("*"))
+             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+    label_files = {p.relative_to(label_dir).with_suffix(""): p for p in sorted(label_dir.rglob("*.txt"))
+                   if p.name not in CLASS_FILES and p.is_file()}
+    if not found and not label_files:
+        raise UserError(f"no images in {image_dir} and no .txt labels in {label_dir}",
+                        "pass --images (or the Ultralytics root) and --annotations LABELS_DIR")
+    entries, problems = [], []
+    n_boxes = 0
+    for stem in sorted(set(found) | set(label_files), key=str):
+        image, label = found.get(stem), label_files.get(stem)
+        where = str(label.relative_to(label_dir)) if label else f"{stem} (no label file: background)"
+        filename = os.path.relpath(image, root) if image else os.path.relpath(image_dir / stem, root) + ".jpg"
+        entry = Entry(filename, where, split=_folder_split(stem))
+        if label is not None:
+            try:
+                lines = label.read_text(encoding="utf-8-sig").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(Problem("bad_annotation", filename, where, f"cannot read {where}: {exc}",
+                                        image=True))
+                continue
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                n_boxes += 1
+                at = f"{where} line {number}"
+                fields = line.split()
+                try:
+                    if len(fields) != 5:
+                        raise ValueError(f"{len(fields)} values, not 5 (class cx cy w h)"
+                                         + ("; segments and keypoints are not read" if len(fields) > 5 else ""))
+                    if not fields[0].isdigit():
+                        raise ValueError(f"class id {fields[0]!r} is not a whole number")
+                    cx, cy, w, h = (_num(v, k) for v, k in zip(fields[1:], ("cx", "cy", "w", "h"), strict=True))
+                except ValueError as exc:
+                    problems.append(Problem("bad_annotation", filename, at, f"bad line {line.strip()!r}: {exc}",
+                                            boxes=1))
+                    continue
+                class_id = int(fields[0])
+                if class_id >= len(names):
+                    problems.append(Problem("unknown_class", filename, at,
+                                            f"class id {class_id} is not in {class_file.name} (ids 0.."
+                                            f"{len(names) - 1}); box dropped", boxes=1))
+                    continue
+                off = [f"{k}={v:g}" for k, v in zip(("cx", "cy", "w", "h"), (cx, cy, w, h), strict=True)
+                       if not 0.0 <= v <= 1.0]
+                if off:
+                    problems.append(Problem("not_normalized", filename, at,
+                                            f"{', '.join(off)} outside [0, 1] in {line.strip()!r}; box dropped",
+                                            boxes=1))
+                    continue
+                # Normalized corners: scaled to pixels by example.build once the image's size is known.
+                entry.objects.append(Obj(names[class_id], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        if image is None:
+            problems.append(Problem("missing_image", filename, where,
+                                    f"no image named {stem}.* ({'/'.join(IMAGE_SUFFIXES)}) in {image_dir}; its "
+                                    f"{len(entry.objects)} box(es) dropped", boxes=len(entry.objects), image=True))
+            continue
+        entries.append(entry)
+    entries, dups = _drop_duplicate_names(entries)
+    return Annotations(entries, names, problems + dups, input_images=len(set(found) | set(label_files)),
+                       input_boxes=n_boxes, normalized=True)
+
+
+# ---------------------------------------------------------------- LabelMe
+
+def read_labelme(annotations: Path, images: Path) -> Annotations:
+    """LabelMe JSON files: rectangles and polygons (their bounding box); the image from imagePath or imageData."""
+    import base64
+
+    if annotations.is_file():
+        files, base = [annotations], annotations.parent
+    else:
+        files, base = sorted(_require(annotations, "dir").rglob("*.json")), annotations
+        if not files:
+            raise UserError(f"no .json files in {annotations}", "pass the folder that holds the LabelMe .json files")
+    entries, problems = [], []
+    n_boxes = 0
+    for path in files:
+        where = str(path.relative_to(base))
+        guess = os.path.relpath(path.with_suffix(".jpg"), images)
+        try:
+            with path.open(encoding="utf-8") as fh:
+                data = json.load(fh)
+            if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
+                raise ValueError("no 'shapes' list: not a LabelMe file")
+            image_path = data.get("imagePath") or ""
+            embedded = base64.b64decode(data["imageData"], validate=True) if data.get("imageData") else None
+        except (OSError, ValueError) as exc:
+            problems.append(Problem("bad_annotation", guess, where, f"cannot read {where}: {exc}", image=True))
+            continue
+        if not image_path and embedded is None:
+            problems.append(Problem("bad_annotation", guess, where, f"{where} has neither imagePath nor imageData",
+                                    image=True))
+            continue
+        # imagePath is relative to the JSON file (LabelMe writes Windows separators on Windows).
+        target = path.parent / image_path.replace("\\", "/") if image_path else path.with_suffix(".png")
+        entry = Entry(os.path.normpath(os.path.relpath(target, images)), where)
+        if embedded is not None and not target.is_file():
+            entry.data = embedded
+        try:
+            entry.size = (int(data["imageWidth"]), int(data["imageHeight"]))
+        except (KeyError, TypeError, ValueError):
+            entry.size = None
+        for number, shape in enumerate(data["shapes"], start=1):
+            n_boxes += 1
+            at = f"{where} shape {number}"
+            kind = (shape.get("shape_type") or "polygon") if isinstance(shape, dict) else "?"
+            label = str(shape.get("label") or "").strip() if isinstance(shape, dict) else ""
+            if kind not in ("rectangle", "polygon"):
+                problems.append(Problem("unsupported_shape", entry.filename, at,
+                                        f"{kind} shape '{label}' skipped (only rectangle and polygon become boxes)",
+                                        boxes=1))
+                continue
+            try:
+                if not label:
+                    raise ValueError("no label")
+                points = [(_num(p[0], "x"), _num(p[1], "y")) for p in shape.get("points") or []]
+                if len(points) < 2 or (kind == "polygon" and len(points) < 3):
+                    raise ValueError(f"{len(points)} point(s)")
+            except (ValueError, TypeError, IndexError) as exc:
+                problems.append(Problem("bad_annotation", entry.filename, at, f"bad {kind} '{label}': {exc}",
+                                        boxes=1))
+                continue
+            xs, ys = [p[0] for p in points], [p[1] for p in points]
+            entry.objects.append(Obj(label, min(xs), min(ys), max(xs), max(ys),
+                                     difficult=_flag(shape.get("difficult"))))
+        entries.append(entry)
+    entries, dups = _drop_duplicate_names(entries)
+    return Annotations(entries, sorted({o.name for e in entries for o in e.objects}), problems + dups,
+                       input_images=len(files), input_boxes=n_boxes)
+
+
+def read(fmt: str, annotations: Path | None, map_fn=None, *, images: Path | None = None,
+         classes: Path | None = None) -> Annotations:
+    if fmt == "yolo":
+        return read_yolo(Path(images or "."), annotations, classes)
+    if annotations is None:
+        raise UserError("--annotations is missing", f"--format {fmt} needs --annotations PATH")
+    if fmt == "labelme":
+        return read_labelme(annotations, Path(images or annotations))
     if fmt == "voc":
         return read_voc(annotations, map_fn)
     if fmt == "coco":
