@@ -54,7 +54,7 @@ DATASET_ARGS ?=
 CHECK_ARGS   ?=
 .PHONY: dataset check-dataset bench-dataset
 
-dataset: install ## annotations to records: FORMAT=voc|coco|csv|lisa IMAGES=dir ANNOTATIONS=path OUT=dir
+dataset: install ## annotations to records: FORMAT=voc|coco|csv|lisa|yolo|labelme IMAGES=dir ANNOTATIONS=path OUT=dir
 	$(PY) -m tfodkit.dataset convert --format "$(FORMAT)" --images "$(IMAGES)" \
 	  --annotations "$(ANNOTATIONS)" --output_dir "$(OUT)" $(DATASET_ARGS)
 
