@@ -465,6 +465,7 @@ def run(fmt: str, images: Path | None, annotations: Path | None, output_dir: Pat
                        "image_bytes": split_bytes, **n_shards},
             "label_map": LABEL_MAP, "classes": [{"id": i, "name": n} for i, n in label_map.items],
             "files": names, "input_paths": {s: input_glob(s, len(names[s]), sharded) for s in SPLITS},
+            **({"images_without_label_file": ann.without_labels} if ann.without_labels is not None else {}),
             **report.as_dict(),
         }
         _summary(data, output_dir, time.monotonic() - started, out)
@@ -524,6 +525,9 @@ def _summary(data: dict, output_dir: Path, elapsed: float, out) -> None:
     if not data["splits"]["testing"]["images"]:
         print("  note: the testing set is empty (raise --test_fraction to evaluate)", file=out)
     empty = {s: data["splits"][s]["images_without_boxes"] for s in SPLITS if data["splits"][s]["images_without_boxes"]}
+    if data.get("images_without_label_file"):
+        print(f"  note: {data['images_without_label_file']} image(s) without a label file: background images "
+              f"(images_without_label_file in {REPORT})", file=out)
     if empty:  # written and counted as images, though no box (left) on them: say so
         print("  note: images without boxes, kept as background (negative) examples: "
               f"{', '.join(f'{k} in {s}' for s, k in empty.items())} (images_without_boxes in {REPORT})", file=out)

@@ -88,6 +88,7 @@ class Annotations:
     input_boxes: int  # boxes in the input, including dropped ones
     crowd: bool = False  # write image/object/is_crowd (COCO)
     normalized: bool = False  # boxes are fractions of the image's size (YOLO), not pixels
+    without_labels: int | None = None  # YOLO: images without a label file (background images)
 
 
 def _num(text: str | None, what: str) -> float:
@@ -496,7 +497,7 @@ def read_yolo(images: Path, labels: Path | None, classes: Path | None = None) ->
         entries.append(entry)
     entries, dups = _drop_duplicate_names(entries)
     return Annotations(entries, names, problems + dups, input_images=len(set(found) | set(label_files)),
-                       input_boxes=n_boxes, normalized=True)
+                       input_boxes=n_boxes, normalized=True, without_labels=len(set(found) - set(label_files)))
 
 
 # ---------------------------------------------------------------- LabelMe
