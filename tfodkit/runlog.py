@@ -25,6 +25,7 @@ from tfodkit.doctor import PACKAGES
 from tfodkit.errors import cli
 from tfodkit.fsutil import write_json_atomic
 
+# The distributions whose versions run.json records: the ones doctor checks.
 VERSIONS = tuple(dist for _label, dist in PACKAGES)
 
 
