@@ -160,6 +160,10 @@ def test_ultralytics_splits_are_kept_with_split_from_folders(tmp_path):
         **{f"train/{s}.png": "training" for s in "abcde"}, **{f"val/{s}.png": "testing" for s in "fg"}}
     assert kept["split_from_folders"] and kept["test_fraction"] is None
     assert {d["classes"][0] for d in decoded.values()} == {1, 2}  # cat, dog: YOLO 0, 1 -> 1, 2
+    for images, labels in ((root, None), (root, root / "labels"), (root / "images", None)):  # the same tree
+        same = quiet_convert("yolo", images, labels, tmp_path / "same", split_from_folders=True)
+        assert (same["splits"]["training"]["images"], same["splits"]["testing"]["images"]) == (5, 2)
+        assert same["totals"]["written"] == {"images": 7, "boxes": 7} and not same["problems"]["counts"]
     today = quiet_convert("yolo", root / "images", root / "labels", tmp_path / "today", test_fraction=0.5)
     assert (today["splits"]["training"]["images"], today["splits"]["testing"]["images"]) != (5, 2)
     assert today["splits"]["testing"]["images"] == 4  # round(0.5 * 7), the usual split

@@ -366,9 +366,12 @@ def yolo_layout(images: Path, labels: Path | None) -> tuple[Path, Path]:
     """(images root, labels root): Ultralytics' ``images/`` + ``labels/`` under ``images``, or the two folders."""
     if not images.is_dir():
         raise UserError(f"images folder {images} not found", "pass the folder of the images (or the dataset root)")
-    if (images / "images").is_dir() and (labels is None or labels.resolve() == images.resolve()):
+    if (images / "images").is_dir() and (labels is None or labels.resolve() in (images.resolve(),
+                                                                                 (images / "labels").resolve())):
         labels = images / "labels"
         images = images / "images"
+    elif labels is None and images.name == "images" and (images.parent / "labels").is_dir():
+        labels = images.parent / "labels"  # --images root/images: its labels/ sibling
     if labels is None:
         raise UserError(f"no labels/ folder beside {images / 'images'}",
                         "pass --annotations LABELS_DIR (the folder of the YOLO .txt files)")
