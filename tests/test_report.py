@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,3 +98,157 @@ def test_matching_takes_the_highest_score_first():
     img = image([GT], [1], [[0, 0, 1, 0.8], GT], [0.9, 0.6], [1, 1])
     tp, fp, _ = metrics.errors(img, 0.5, 0.5)
     assert tp.tolist() == [0] and fp.tolist() == [1]
+
+
+# --- the page in headless Chromium, driven over the DevTools protocol on a pipe (no extra dependency)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-quic", "--remote-debugging-pipe"]
+
+
+class Browser:
+    """Chromium with --remote-debugging-pipe: DevTools messages as NUL-terminated JSON on fds 3 (in) and 4 (out)."""
+
+    def __init__(self, profile: Path):
+        to_chrome_r, self.to_chrome = os.pipe()
+        self.from_chrome, from_chrome_w = os.pipe()
+
+        def fds():
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,900",
+                                      "about:blank"], preexec_fn=fds, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self.buffer, self.next_id, self.events = b"", 0, []
+
+    def read(self, timeout: float = 60) -> dict:
+        while b"\0" not in self.buffer:
+            ready, _, _ = select.select([self.from_chrome], [], [], timeout)
+            assert ready, "no message from Chromium"
+            chunk = os.read(self.from_chrome, 1 << 20)
+            assert chunk, "Chromium closed the pipe"
+            self.buffer += chunk
+        message, self.buffer = self.buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def send(self, method: str, session: str | None = None, **params) -> dict:
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self.to_chrome, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self.read()
+            if reply.get("id") == self.next_id:
+                assert "error" not in reply, reply
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_for(self, method: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while (event := next((e for e in self.events if e.get("method") == method), None)) is None:
+            assert time.monotonic() < deadline, f"no {method}"
+            self.events.append(self.read(deadline - time.monotonic()))
+        return event
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.to_chrome)
+        os.close(self.from_chrome)
+
+
+def open_in_chromium(page: Path, profile: Path) -> dict:
+    """Load page; its console errors, failed or non-file requests, images and a screenshot."""
+    browser = Browser(profile)
+    try:
+        target = next(t for t in browser.send("Target.getTargets")["targetInfos"] if t["type"] == "page")
+        session = browser.send("Target.attachToTarget", targetId=target["targetId"], flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            browser.send(f"{domain}.enable", session)
+        browser.events.clear()
+        browser.send("Page.navigate", session, url=page.as_uri())
+        browser.wait_for("Page.loadEventFired")
+        images = browser.send("Runtime.evaluate", session, returnByValue=True, expression=(
+            "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"))
+        shot = browser.send("Page.captureScreenshot", session, format="png")["data"]
+        events = browser.events
+        return {
+            "errors": [e for e in events if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
+                       or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+                       or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")],
+            "requests": [e["params"]["request"]["url"] for e in events
+                         if e.get("method") == "Network.requestWillBeSent"],
+            "images": images["result"]["value"],
+            "screenshot": base64.b64decode(shot),
+        }
+    finally:
+        browser.close()
+
+
+def handmade_training_dir(root: Path) -> Path:
+    """A training dir as the evaluation leaves it, for two classes and four images (no records: grey pictures)."""
+    training = root / "training"
+    training.mkdir()
+    images = [
+        dict(image([GT], [1], [GT], [0.9], [1]), filename="hit.jpg", height=200, width=300),
+        dict(image([[0.1, 0.1, 0.5, 0.5]], [2], [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.8, 0.7], [1, 2]),
+             filename="wrong-class.jpg", height=200, width=300),
+        dict(image(), filename="empty.jpg", height=100, width=100),
+        dict(image([[0.2, 0.2, 0.4, 0.4]], [2]), filename="missed.jpg", height=100, width=100),
+    ]
+    (training / "eval_detections.json").write_text(json.dumps({
+        "checkpoint": str(training / "ckpt-6"), "step": 6, "min_score": 0.01, "max_per_image": 100,
+        "records": [], "categories": {"1": "circle", "2": "square"}, "images": images}))
+    (training / "metrics.json").write_text(json.dumps({
+        "mAP": 0.25, "mAP@0.5": 0.5, "mAP@0.75": 0.25, "per_class_AP": {"circle": 0.5, "square": 0.125},
+        "all": {"DetectionBoxes_Precision/mAP (small)": -1.0}}))
+    (training / "train.json").write_text(json.dumps({"step": 6, "num_steps": 6, "seconds": 12.0,
+                                                     "steps_per_sec": 2.0}))
+    return training
+
+
+def test_report_cli_writes_the_page_and_its_numbers(tmp_path):
+    training = handmade_training_dir(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "tfodkit.report", str(training), "--score_threshold", "0.5"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    index = training / "report" / "index.html"
+    assert f"report: {index}" in result.stdout
+    text = index.read_text()
+    # per-class AP is metrics.json's
+    assert re.search(r"<td class=l>circle</td><td>0\.500</td>", text), text
+    assert re.search(r"<td class=l>square</td><td>0\.125</td>", text), text
+    # 2 of 4 images have an error, the worst (wrong class and a stray box: 2 FP + 1 FN) first
+    assert "2 of 4 test images have an error" in text
+    pictures = (training / "report" / "pictures-1.html").read_text()
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", pictures)
+    assert captions[0] == "wrong-class.jpg: 0 TP, 2 FP, 1 FN" and "missed.jpg: 0 TP, 0 FP, 1 FN" in captions
+    assert "<script" not in text and "http" not in text.replace("http-equiv", "")
+
+
+def test_report_refuses_a_dir_without_evaluation(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tfodkit.report", str(tmp_path)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
+def test_the_page_loads_in_chromium_with_every_image(tmp_path):
+    from PIL import Image
+
+    training = handmade_training_dir(tmp_path)
+    from tfodkit.report.page import build
+
+    for page in (build(training), training / "report" / "pictures-1.html"):
+        seen = open_in_chromium(page, tmp_path / f"profile-{page.stem}")
+        assert seen["errors"] == []
+        assert seen["requests"] and all(u.startswith("file://") for u in seen["requests"]), seen["requests"]
+        assert seen["images"] and all(done and width > 0 for _, done, width in seen["images"]), seen["images"]
+        shot = np.asarray(Image.open(io.BytesIO(seen["screenshot"])).convert("L"))
+        assert shot.std() > 10 and len(np.unique(shot)) > 20  # text and plots, not a blank page
