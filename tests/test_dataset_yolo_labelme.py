@@ -141,6 +141,9 @@ def test_raccoon_as_labelme_gives_the_voc_examples(raccoon, from_voc, tmp_path):
     out = tmp_path / "records"
     data = quiet_convert("labelme", None, ann, out)
     assert data["problems"]["counts"] == voc_data["problems"]["counts"]
+    assert Path(data["images"]) == tmp_path / "labelme"  # no --images: the folder of the JSON and the images
+    assert {n for n in decode_all(records_of(out))} == {
+        f"json/{n}" if k == 0 else f"images/{n}" for k, n in enumerate(sorted(voc_boxes(raccoon)))}
     assert data["totals"]["written"] == voc_data["totals"]["written"]
     assert_same(voc, examples(out))
 

@@ -403,13 +403,12 @@ def run(fmt: str, images: Path | None, annotations: Path | None, output_dir: Pat
     Ultralytics' layout (``labels/`` beside ``images/``).
     """
     out = out or sys.stdout
-    if images is None:
-        if fmt != "labelme" or annotations is None:
-            raise UserError("--images is missing", f"--format {fmt} needs --images DIR")
-        images = annotations if Path(annotations).is_dir() else Path(annotations).parent
-    images, output_dir = Path(images), Path(output_dir)
+    if images is None and (fmt != "labelme" or annotations is None):
+        raise UserError("--images is missing", f"--format {fmt} needs --images DIR")
+    images = Path(images) if images is not None else None
+    output_dir = Path(output_dir)
     annotations = Path(annotations) if annotations is not None else None
-    if not images.is_dir():
+    if images is not None and not images.is_dir():
         raise UserError(f"images folder {images} not found", "pass the folder the annotations' file names are in")
     if not 0.0 <= test_fraction < 1.0:
         raise UserError(f"--test_fraction {test_fraction} is out of range", "use a fraction in [0, 1), e.g. 0.2")
@@ -421,6 +420,7 @@ def run(fmt: str, images: Path | None, annotations: Path | None, output_dir: Pat
     given = labelmap.load(label_map_path) if label_map_path else None
     started = time.monotonic()
     ann = read(fmt, annotations, map_fn=_parallel_map(workers), images=images, classes=classes)
+    images = images or ann.images_dir
     if not ann.entries:
         raise UserError(f"no annotated images in {annotations}", f"check --format {fmt} and --annotations")
     label_map = given or labelmap.LabelMap.from_names(ann.classes)

@@ -89,6 +89,7 @@ class Annotations:
     crowd: bool = False  # write image/object/is_crowd (COCO)
     normalized: bool = False  # boxes are fractions of the image's size (YOLO), not pixels
     without_labels: int | None = None  # YOLO: images without a label file (background images)
+    images_dir: Path | None = None  # LabelMe without --images: the folder the file names are relative to
 
 
 def _num(text: str | None, what: str) -> float:
@@ -505,8 +506,12 @@ def read_yolo(images: Path, labels: Path | None, classes: Path | None = None) ->
 
 # ---------------------------------------------------------------- LabelMe
 
-def read_labelme(annotations: Path, images: Path) -> Annotations:
-    """LabelMe JSON files: rectangles and polygons (their bounding box); the image from imagePath or imageData."""
+def read_labelme(annotations: Path, images: Path | None) -> Annotations:
+    """LabelMe JSON files: rectangles and polygons (their bounding box); the image from imagePath or imageData.
+
+    ``images`` None: the entries' file names are relative to the deepest folder
+    that holds the JSON files and their images (``Annotations.images_dir``).
+    """
     import base64
 
     if annotations.is_file():
@@ -515,28 +520,34 @@ def read_labelme(annotations: Path, images: Path) -> Annotations:
         files, base = sorted(_require(annotations, "dir").rglob("*.json")), annotations
         if not files:
             raise UserError(f"no .json files in {annotations}", "pass the folder that holds the LabelMe .json files")
-    entries, problems = [], []
-    n_boxes = 0
+    loaded, failed = [], []
     for path in files:
         where = str(path.relative_to(base))
-        guess = os.path.relpath(path.with_suffix(".jpg"), images)
         try:
             with path.open(encoding="utf-8") as fh:
                 data = json.load(fh)
             if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
                 raise ValueError("no 'shapes' list: not a LabelMe file")
-            image_path = data.get("imagePath") or ""
+            image_path = str(data.get("imagePath") or "")
             embedded = base64.b64decode(data["imageData"], validate=True) if data.get("imageData") else None
         except (OSError, ValueError) as exc:
-            problems.append(Problem("bad_annotation", guess, where, f"cannot read {where}: {exc}", image=True))
+            failed.append((path, where, f"cannot read {where}: {exc}"))
             continue
         if not image_path and embedded is None:
-            problems.append(Problem("bad_annotation", guess, where, f"{where} has neither imagePath nor imageData",
-                                    image=True))
+            failed.append((path, where, f"{where} has neither imagePath nor imageData"))
             continue
         # imagePath is relative to the JSON file (LabelMe writes Windows separators on Windows).
-        target = path.parent / image_path.replace("\\", "/") if image_path else path.with_suffix(".png")
-        entry = Entry(os.path.normpath(os.path.relpath(target, images)), where)
+        target = Path(os.path.normpath(os.path.abspath(path.parent / image_path.replace("\\", "/")
+                                                       if image_path else path.with_suffix(".png"))))
+        loaded.append((path, where, data, embedded, target))
+    if images is None:
+        images = Path(os.path.commonpath([os.path.abspath(base)] + [str(t.parent) for *_, t in loaded]))
+    problems = [Problem("bad_annotation", os.path.relpath(path.with_suffix(".jpg"), images), where, detail,
+                        image=True) for path, where, detail in failed]
+    entries = []
+    n_boxes = 0
+    for _path, where, data, embedded, target in loaded:
+        entry = Entry(os.path.relpath(target, os.path.abspath(images)), where)
         if embedded is not None and not target.is_file():
             entry.data = embedded
         try:
@@ -569,7 +580,7 @@ def read_labelme(annotations: Path, images: Path) -> Annotations:
         entries.append(entry)
     entries, dups = _drop_duplicate_names(entries)
     return Annotations(entries, sorted({o.name for e in entries for o in e.objects}), problems + dups,
-                       input_images=len(files), input_boxes=n_boxes)
+                       input_images=len(files), input_boxes=n_boxes, images_dir=Path(images))
 
 
 def read(fmt: str, annotations: Path | None, map_fn=None, *, images: Path | None = None,
@@ -579,7 +590,7 @@ def read(fmt: str, annotations: Path | None, map_fn=None, *, images: Path | None
     if annotations is None:
         raise UserError("--annotations is missing", f"--format {fmt} needs --annotations PATH")
     if fmt == "labelme":
-        return read_labelme(annotations, Path(images or annotations))
+        return read_labelme(annotations, Path(images) if images is not None else None)
     if fmt == "voc":
         return read_voc(annotations, map_fn)
     if fmt == "coco":
