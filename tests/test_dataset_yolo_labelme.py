@@ -280,6 +280,11 @@ def test_shards_auto_by_size(raccoon, from_voc, tmp_path, capsys):
         assert big["shards"][split] == want == len(big["files"][split])
         assert len(list((tmp_path / "out").glob(f"{split}-*-of-{want:05d}.record"))) == want
     assert big["shards"]["training"] > 1
+    assert cli.main(["to-coco", str(tmp_path / "out"), "--output", str(tmp_path / "c.json")]) == 0  # all shards
+    for split in ("training", "testing"):
+        coco = json.loads((tmp_path / f"c-{split}.json").read_text())
+        assert (len(coco["images"]), len(coco["annotations"])) == (big["splits"][split]["images"],
+                                                                   big["splits"][split]["boxes"])
     assert big["shards"]["image_bytes"]["training"] + big["shards"]["image_bytes"]["testing"] == \
         sum(p.stat().st_size for p in (raccoon / "images").iterdir())
     assert cli.main(["convert", "--format", "voc", "--images", str(raccoon / "images"), "--annotations",
