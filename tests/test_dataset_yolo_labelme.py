@@ -292,3 +292,21 @@ def test_shards_auto_by_size(raccoon, from_voc, tmp_path, capsys):
                      "--shard_size_mb", "1"]) == 2  # --shards N sets the count: both is a usage error
     assert cli.main(["convert", "--format", "voc", "--images", str(raccoon / "images"), "--annotations",
                      str(raccoon / "annotations"), "--output_dir", str(tmp_path / "n"), "--shards", "x"]) == 2
+
+
+def test_a_duplicate_across_the_folders_split_is_reported_and_an_empty_make_variable_is_not_given(tmp_path, capsys):
+    root = tmp_path / "yolo"
+    picture(root / "images" / "train" / "a.png", (30, 20), seed=1)
+    picture(root / "images" / "train" / "b.png", (30, 20), seed=2)
+    (root / "images" / "val").mkdir(parents=True)
+    shutil.copy(root / "images" / "train" / "a.png", root / "images" / "val" / "c.png")
+    (root / "classes.txt").write_text("cat\n")
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    # make dataset passes --annotations "" when ANNOTATIONS is left empty: the Ultralytics root's labels/ is used
+    assert cli.main(["convert", "--format", "yolo", "--images", str(root), "--annotations", "", "--output_dir",
+                     str(tmp_path / "out"), "--split_from_folders", "--workers", "1", "--no_progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert ("images/val/c.png [val/c (no label file: background)]: same bytes as images/train/a.png [train/a.txt]; "
+            "both kept, images/train/a.png in training, images/val/c.png in testing (the folders' split); "
+            "annotated differently (0 vs 1 boxes)") in stdout.splitlines()[-1]

@@ -27,11 +27,11 @@ def build_parser() -> ArgumentParser:
                       help="voc: folder of Pascal VOC .xml; coco: instances JSON; csv: "
                            "filename,width,height,class,xmin,ymin,xmax,ymax; lisa: LISA semicolon CSV; yolo: "
                            "folder of class cx cy w h .txt files; labelme: folder of LabelMe .json files")
-    conv.add_argument("--images", type=Path,
+    conv.add_argument("--images", type=_optional_path,
                       help="folder the annotations' file names are relative to (yolo: the images folder or the "
                            "Ultralytics root with images/ and labels/; labelme: optional, paths are relative to "
                            "the JSON files)")
-    conv.add_argument("--annotations", type=Path,
+    conv.add_argument("--annotations", type=_optional_path,
                       help="VOC folder (or .xml), COCO .json, .csv, YOLO labels folder (optional with the "
                            "Ultralytics layout), LabelMe folder")
     conv.add_argument("--classes", type=Path,
@@ -77,6 +77,11 @@ def build_parser() -> ArgumentParser:
                      help="PNG grid of sample images with boxes (default: samples.png in the records folder)")
     chk.add_argument("--num_samples", type=int, default=16, help="images in the sample grid (default 16, 0: none)")
     return parser
+
+
+def _optional_path(text: str) -> Path | None:
+    """A path, or None for '' (what ``make dataset`` passes for a variable left empty)."""
+    return Path(text) if text else None
 
 
 def _shards(text: str) -> int | str:

@@ -387,8 +387,10 @@ def _duplicate_problems(entries: list[Entry], dup_of: dict[int, int], kept: dict
                 how = f"annotated differently ({len(a.objects)} vs {len(b.objects)} boxes)"
             else:
                 how = "annotated differently (other box coordinates)"
+            side = (f"in {kept[i]}" if kept[i] == kept[first] else
+                    f"{b.filename} in {kept[first]}, {a.filename} in {kept[i]} (the folders' split)")
             problems.append(Problem("duplicate_image", a.filename, a.where,
-                                    f"same bytes as {b.filename} [{b.where}]; both kept, in {kept[i]}; {how}"))
+                                    f"same bytes as {b.filename} [{b.where}]; both kept, {side}; {how}"))
     return problems
 
 

@@ -28,7 +28,8 @@ KINDS = {
     "missing_image": "annotated image file not found: image and its boxes dropped",
     "unreadable_image": "image file not decodable by TFOD (not JPEG/PNG, corrupt or truncated): dropped",
     "duplicate_file": "image file annotated twice: the later annotation dropped",
-    "duplicate_image": "the same image bytes under two names: both kept, in the same split",
+    "duplicate_image": "the same image bytes under two names: both kept, in the same split "
+                       "(with --split_from_folders: where the folders put them)",
     "bad_annotation": "annotation that cannot be parsed: dropped",
     "unknown_class": "class not in the label map: box dropped",
     "not_normalized": "YOLO value outside [0, 1] (pixel coordinates, or a wrong column): box dropped",
