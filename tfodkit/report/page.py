@@ -271,8 +271,8 @@ def draw_picture(image: dict, encoded: bytes | None, found, names: dict[int, str
     draw = ImageDraw.Draw(picture)
     tp, fp, fn = found
 
-    def pixels(b):
-        return [b[1] * w, b[0] * h, b[3] * w, b[2] * h]
+    def pixels(b):  # Pillow wants x0 <= x1 and y0 <= y1, which a degenerate detection need not keep
+        return [min(b[1], b[3]) * w, min(b[0], b[2]) * h, max(b[1], b[3]) * w, max(b[0], b[2]) * h]
 
     for g in fn:
         dashed(draw, pixels(image["gt_boxes"][g]), FN_COLOR, 2)
