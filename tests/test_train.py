@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 
 def _env(**extra) -> dict[str, str]:
-    env = {**os.environ, "TENSORBOARD": "0", "TFOD_FROM_SCRATCH": "1", "PYTHON": sys.executable,
+    env = {**os.environ, "TENSORBOARD": "0", "TFOD_FROM_SCRATCH": "1", "TFODKIT_PYTHON": sys.executable,
            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     env.pop("AWS_PROFILE", None)
     env.update(extra)
@@ -155,14 +155,21 @@ def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
     training = trained["work"] / "training"
     ckpt = training / "ckpt-6.index"
     before = ckpt.stat().st_mtime_ns
+    start = time.monotonic()
     result = train_sh(*trained["args"], env={**trained["env"], "TENSORBOARD": "0"})
+    seconds = time.monotonic() - start
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "train: already trained to step 6/6: nothing to do" in result.stdout
-    assert "evaluate: " in result.stdout and "reusing it" in result.stdout
+    # decided from run.json, train.json, the checkpoint state, metrics.json and export.json: no TensorFlow
+    assert "nothing to do: trained to step 6/6, evaluated (ckpt-6" in result.stdout, result.stdout
+    assert "step readconfig" not in result.stdout and "step train" not in result.stdout
+    assert seconds < 3, f"a rerun with nothing to do took {seconds:.1f} s"
     assert ckpt.stat().st_mtime_ns == before
     assert not (training / "ckpt-7.index").exists()
     run = json.loads((training / "run.json").read_text())
     assert len(run["previous_runs"]) == 1 and run["status"] == 0
+    assert [(s["name"], s.get("skipped")) for s in run["steps"]] == [
+        ("fetch", None), ("readconfig", "up to date"), ("train", "up to date"), ("evaluate", "up to date"),
+        ("export", "up to date")]
 
 
 @pytest.mark.slow
@@ -309,6 +316,8 @@ def test_a_signal_stops_any_step_at_once(shapes, tmp_path, sig, status):
     assert code == status, log[-3000:]
     assert stop_seconds < 15, f"took {stop_seconds:.0f} s to stop"
     assert "step train" not in log
+    # the zoo download's partial folder went with it (train.sh passes Ctrl-C on to its step as SIGTERM)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == []
     run = json.loads((tmp_path / "t" / "run.json").read_text())
     assert run["status"] == status and run["steps"][-1] == {"name": "readconfig", "status": status,
                                                             "seconds": run["steps"][-1]["seconds"]}
@@ -442,7 +451,9 @@ def test_checkpoint_every_n_below_1_is_a_usage_error(tmp_path, capsys, every):
 @pytest.mark.parametrize("args,message", [
     (["a", "b"], "error: expected 5 to 7 arguments, got 2"),
     (["m", "t", "e", "r", "SSD MobileNet V9"], "error: unknown zoo model 'SSD MobileNet V9' (did you mean: "),
-    (["m", "t", "e", "r", SSD, "", "/no/such/hparams.json"], "error: hparams file /no/such/hparams.json not found"),
+    (["m", "t", "e", ".", SSD, "", "/no/such/hparams.json"], "error: hparams file /no/such/hparams.json not found"),
+    (["m", "t", "e", "r", SSD], "error: records dir r does not exist"),
+    (["m", "t", "e", "s3://b/records", SSD], "is 1 character long; S3 bucket names are 3-63 characters"),
 ])
 def test_train_sh_bad_usage(tmp_path, args, message):
     result = subprocess.run(["bash", str(ROOT / "train.sh"), *args], cwd=tmp_path, env=_env(),
@@ -452,13 +463,45 @@ def test_train_sh_bad_usage(tmp_path, args, message):
     assert not (tmp_path / "t").exists()
 
 
-def test_usage_text_lists_every_variable_the_script_reads():
-    text = (ROOT / "train.sh").read_text()
-    usage = text.split("cat <<'EOF'")[1].split("EOF")[0]
+def test_usage_text_lists_every_variable_train_sh_reads():
+    """train.sh reads TFODKIT_PYTHON and PYTHON; tfodkit/run.py reads its variables through variable() only."""
     import re
 
-    used = set(re.findall(r"\$\{((?:TFOD|TENSORBOARD|ARTIFACTS|PYTHON)\w*)", text))
-    assert used and all(v in usage for v in used), used - {v for v in used if v in usage}
+    from tfodkit import run
+
+    source = (ROOT / "tfodkit" / "run.py").read_text()
+    assert "os.environ.get(" not in source.replace('os.environ.get("PYTHONPATH"', "").replace(
+        "os.environ.get(name, default)", ""), "read the environment through variable()"
+    read = set(re.findall(r'(?:variable|_switch|env_number)\("(\w+)"', source))
+    assert read == set(run.VARIABLES)
+    shell = set(re.findall(r"\$\{(\w*PYTHON\w*)", (ROOT / "train.sh").read_text())) - {"PYTHONPATH"}
+    assert shell == {"TFODKIT_PYTHON", "PYTHON"}
+    environment = run.USAGE_TEXT.split("\nenvironment:\n")[1].split("\n\n")[0]
+    for name in read | shell:
+        assert re.search(rf"(?<![\w$]){name}\b", environment), f"{name} is not in ./train.sh --help"
+    out = subprocess.run(["bash", str(ROOT / "train.sh"), "--help"], env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout == run.USAGE_TEXT
+
+
+def test_train_sh_runs_the_python_of_tfodkit_python_or_of_its_old_name_python(tmp_path):
+    fake = tmp_path / "fake-python"
+    fake.write_text(f'#!/bin/sh\necho "$0 $*" > {tmp_path}/called\n')
+    fake.chmod(0o755)
+    other = tmp_path / "other-python"
+    other.write_text(fake.read_text().replace("called", "other"))
+    other.chmod(0o755)
+    env = _env(TFODKIT_PYTHON=str(fake), PYTHON=str(other))
+    assert subprocess.run(["bash", str(ROOT / "train.sh"), "a"], env=env, timeout=60).returncode == 0
+    assert (tmp_path / "called").read_text().split() == [str(fake), "-m", "tfodkit.run", "a"]
+    env.pop("TFODKIT_PYTHON")
+    assert subprocess.run(["bash", str(ROOT / "train.sh"), "a"], env=env, timeout=60).returncode == 0
+    assert (tmp_path / "other").is_file()
+    env["PYTHON"] = str(tmp_path / "missing-python")
+    out = subprocess.run(["bash", str(ROOT / "train.sh"), "a"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"error: {tmp_path / 'missing-python'} not found (run make install, or set "
+                                 "TFODKIT_PYTHON")
 
 
 def test_models_dir_with_a_tfod_checkout_goes_on_pythonpath(shapes, tmp_path):
