@@ -424,6 +424,11 @@ def find_classes(images: Path, labels: Path, given: Path | None) -> Path:
     raise UserError(f"no data.yaml or classes.txt beside {labels} or in {labels.parent}", CLASSES_FIX)
 
 
+def _on_edge(value: float, tolerance: float = 1e-5) -> float:
+    """A normalized coordinate within ``tolerance`` outside [0, 1] put on the edge."""
+    return 0.0 if -tolerance < value < 0.0 else 1.0 if 1.0 < value < 1.0 + tolerance else value
+
+
 def _folder_split(rel: Path) -> str | None:
     return SPLIT_FOLDERS.get(rel.parts[0].lower()) if len(rel.parts) > 1 else None
 
@@ -492,8 +497,10 @@ def read_yolo(images: Path, labels: Path | None, classes: Path | None = None) ->
                                             f"{', '.join(off)} outside [0, 1] in {line.strip()!r}; box dropped",
                                             boxes=1))
                     continue
-                # Normalized corners: scaled to pixels by example.build once the image's size is known.
-                entry.objects.append(Obj(names[class_id], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+                # Normalized corners: scaled to pixels by example.build once the image's size is known. An edge
+                # past the image by the rounding of 6-decimal labels is on the edge, not a box to report.
+                entry.objects.append(Obj(names[class_id], *(_on_edge(v) for v in (
+                    cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))))
         if image is None:
             problems.append(Problem("missing_image", filename, where,
                                     f"no image named {stem}.* ({'/'.join(IMAGE_SUFFIXES)}) in {image_dir}; its "
