@@ -16,7 +16,7 @@ def test_doctor_names_every_version_and_builds_every_meta_architecture(capsys):
     for label, dist in doctor.PACKAGES:
         assert f"{label:<26} {md.version(dist)}" in out
     assert "aws CLI" in out and "MISSING" not in out
-    assert "GPUs visible" in out and "CUDA (TensorFlow build)" in out
+    assert "GPUs seen by the driver" in out and "GPUs seen by TensorFlow" in out and "CUDA (TensorFlow build)" in out
     for arch, config in doctor.MODELS:
         assert f"model {arch}" in out and f"ok: built {config} and ran a forward pass" in out
     assert out.rstrip().endswith("doctor: all checks passed")

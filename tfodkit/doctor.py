@@ -23,6 +23,7 @@ from pathlib import Path
 from tfodkit import gpu
 from tfodkit.errors import FAILURE, cli
 from tfodkit.paths import BASE_CONFIGS
+from tfodkit.zoo import BASE_MODELS
 
 # (label, distribution name) printed in this order.
 PACKAGES = [
@@ -38,13 +39,8 @@ PACKAGES = [
     ("TensorBoard", "tensorboard"),
 ]
 
-# One model of each meta-architecture the zoo uses, from configs/base.
-MODELS = [
-    ("SSD", "ssd_mobilenet_v2_fpnlite_320x320.config"),
-    ("Faster R-CNN", "faster_rcnn_resnet50_v1_640x640.config"),
-    ("CenterNet", "centernet_resnet50_v1_fpn_512x512.config"),
-    ("EfficientDet", "ssd_efficientdet_d0_512x512.config"),
-]
+# One model of each meta-architecture the zoo uses: the zoo's models that have a base config.
+MODELS = BASE_MODELS
 
 
 def _version(dist: str) -> str | None:

@@ -56,6 +56,8 @@ def driver_gpus(env: dict[str, str] | None = None, timeout: float = 15.0) -> Dri
 
 def build_info() -> tuple[str | None, str | None]:
     """(CUDA, cuDNN) versions the installed TensorFlow was built for; (None, None) for a CPU-only build."""
+    import tfodkit.compat  # noqa: F401  (before TensorFlow, always)
+
     import tensorflow as tf
 
     info = tf.sysconfig.get_build_info()

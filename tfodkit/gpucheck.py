@@ -25,6 +25,7 @@ from pathlib import Path
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.paths import ROOT
+from tfodkit.records import LABEL_MAP
 
 MODEL = "SSD MobileNet V2 FPNLite 320x320"
 
@@ -83,7 +84,7 @@ def check(out: Path, steps: int, batch_size: int, images: int, skip_models: bool
                         "; TFOD_ALLOW_CPU=1 runs the same check on the CPU", status=FAILURE)
 
     records = out / "records"
-    if not (records / "classes.pbtxt").is_file():
+    if not (records / LABEL_MAP).is_file():
         data = synthetic.generate(out / "data", images=images, holdout=0, seed=0)
         _run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(data / "images"),
               "--annotations", str(data / "annotations.csv"), "--output_dir", str(records), "--no_progress"],
