@@ -36,7 +36,13 @@ EXPORTED     ?= exported_model
 RESULTS      ?= results
 LABELS       ?=
 PREDICT_ARGS ?=
-.PHONY: predict bench-predict
+.PHONY: predict bench-predict report bench-report
+
+report: install-runtime ## the run report: TRAINING=dir [REPORT_ARGS="--score_threshold 0.5 --iou 0.5"] -> dir/report/index.html
+	$(PY) -m tfodkit.report "$(TRAINING)" $(REPORT_ARGS)
+
+bench-report: install ## time the run report on a synthetic evaluation of 1,000 test images (bench/results/report.json)
+	$(PY) bench/report.py
 
 predict: install ## boxes + JSON: EXPORTED=dir IMAGES="a.jpg, dir/, *.png" [LABELS=pbtxt] [RESULTS=dir]
 	$(PY) predict.py --model "$(EXPORTED)" $(if $(LABELS),--labels "$(LABELS)") --images "$(IMAGES)" \

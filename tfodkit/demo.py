@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"demo: detections  {detections[0]}")
     print(f"demo: metrics     {metrics_path} and {demo / 'training' / 'metrics_per_class.png'}")
     print(f"demo: model       {demo / 'exported'}")
+    page = demo / "training" / "report" / "index.html"  # train.sh's report step wrote it
+    print(f"demo: run report  {page}" if page.is_file()
+          else f"demo: run report  not written (python -m tfodkit.report {demo / 'training'})")
     if metrics["mAP@0.5"] < args.min_map50:
         print(f"error: mAP@0.5 {metrics['mAP@0.5']:.3f} is below {args.min_map50} (see {demo / 'training'})")
         return FAILURE
