@@ -2,6 +2,7 @@
 # Recipes call scripts; the logic lives in scripts/ and tfodkit/.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# PYTHON: the Python 3.11 that creates the venv (TFODKIT_PYTHON names one that has the toolkit's dependencies).
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

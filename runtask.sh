@@ -29,7 +29,8 @@ environment:
 EOF
 }
 
-die() { printf 'error: %s\n' "$1" >&2; exit "${2:-1}"; }
+# shellcheck source=tfodkit/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tfodkit/lib.sh"
 
 SSM_PID=""
 SSM_LOG=""
@@ -59,31 +60,31 @@ main() {
     case "$1" in
       -h | --help) usage; exit 0 ;;
       --attach)
-        (($# >= 2)) || die "--attach needs a task ARN or id (see ./runtask.sh --help)" 2
+        (($# >= 2)) || die 2 "--attach needs a task ARN or id (see ./runtask.sh --help)"
         attach=$2
         shift 2
         ;;
       --stop-on-interrupt) stop=1; shift ;;
       --no-tensorboard) board=0; shift ;;
       --) shift; break ;;
-      -*) die "unknown option $1 (see ./runtask.sh --help)" 2 ;;
+      -*) die 2 "unknown option $1 (see ./runtask.sh --help)" ;;
       *) break ;;
     esac
   done
   if [[ -n "$attach" ]]; then
-    (($# == 1)) || die "--attach takes one more argument, configs.json (see ./runtask.sh --help)" 2
+    (($# == 1)) || die 2 "--attach takes one more argument, configs.json (see ./runtask.sh --help)"
   else
-    (($# == 5)) || die "expected 5 arguments, got $# (see ./runtask.sh --help)" 2
+    (($# == 5)) || die 2 "expected 5 arguments, got $# (see ./runtask.sh --help)"
   fi
 
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
   py=${TFODKIT_PYTHON:-$root/.venv/bin/python}
   if [[ ! -x "$py" ]]; then
-    [[ -z "${TFODKIT_PYTHON:-}" ]] || die "TFODKIT_PYTHON=$py is not an executable Python" 2
-    py=$(command -v python3) || die "python3 not found (run make install, or set TFODKIT_PYTHON)" 2
+    [[ -z "${TFODKIT_PYTHON:-}" ]] || die 2 "TFODKIT_PYTHON=$py is not an executable Python (set it to a Python with the toolkit's dependencies)"
+    py=$(command -v python3) || die 2 "python3 not found (run make install, or set TFODKIT_PYTHON)"
   fi
   PATH="$PATH:$root/.venv/bin"  # make install's aws CLI v1, when there is no other
-  command -v aws >/dev/null || die "aws CLI not found (install AWS CLI v2, or run make install for v1 in .venv/bin)" 2
+  command -v aws >/dev/null || die 2 "aws CLI not found (install AWS CLI v2, or run make install for v1 in .venv/bin)"
   export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" RUNTASK_SELF="$0" STOP_ON_INTERRUPT="$stop"
   RT=("$py" -m tfodkit.runtask)
   trap cleanup EXIT

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
-import argparse
 import hashlib
 import io
 import json
@@ -39,6 +38,7 @@ from lxml import etree
 from PIL import Image
 
 from tfodkit.dataset import convert
+from tfodkit.errors import ArgumentParser
 
 ROOT = Path(__file__).resolve().parent.parent
 RACCOON = ROOT / "tests" / "data" / "raccoon"
@@ -129,7 +129,7 @@ def count_records(paths) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=RACCOON,
                         help="folder with images/ and annotations/ (default: the raccoon subset of the tests)")
     parser.add_argument("--images", type=int, default=IMAGES, help=f"images to make (default {IMAGES})")

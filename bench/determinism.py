@@ -15,7 +15,6 @@ did not have to.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,12 +22,13 @@ import tempfile
 from pathlib import Path
 
 from bench.common import ROOT, SSD, make_records, run
+from tfodkit.errors import ArgumentParser
 
 MODES = {"unseeded": {}, "seed": {"seed": 1}, "deterministic": {"seed": 1, "deterministic": True}}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--images", type=int, default=64)

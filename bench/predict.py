@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
-import argparse
 import contextlib
 import io
 import json
@@ -52,6 +51,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tfodkit import predict
+from tfodkit.errors import ArgumentParser
 from tfodkit.fsutil import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def run_cli(paths: list[Path], model: Path, out_dir: Path, args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/predict", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="bench/predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="exported model (default: a cached untrained SSD)")
     parser.add_argument("--labels", "--label_map", dest="labels", type=Path, help="its label map (needed with --model)")
     parser.add_argument("--images", type=Path, default=RACCOON,

@@ -12,7 +12,6 @@ bench/results/report.json. The target: under 30 s for 1,000 images on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import subprocess
@@ -25,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
+
+from tfodkit.errors import ArgumentParser
 
 
 def make_training_dir(training: Path, n_images: int, n_classes: int, seed: int = 0) -> None:
@@ -91,7 +92,7 @@ def make_training_dir(training: Path, n_images: int, n_classes: int, seed: int =
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--classes", type=int, default=5)
     parser.add_argument("--work", type=Path, default=None, help="where the synthetic training dir goes (a temp dir)")

@@ -28,7 +28,6 @@ chunks of 100 steps: docs/tfod-on-current-tf.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -37,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import ROOT, SSD, bench_env, make_records, run
+from tfodkit.errors import ArgumentParser
 
 # TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
 TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.argv[1:]; " \
@@ -80,7 +80,7 @@ def latest_checkpoint(model_dir: Path) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--images", type=int, default=64)

@@ -6,14 +6,15 @@
 # held-out images -> report (exit 1 when mAP@0.5 < 0.9).
 set -euo pipefail
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tfodkit/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tfodkit/lib.sh"
 
 main() {
   local root demo py
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   demo=${1:-$root/demo}
   py=${VENV:-$root/.venv}/bin/python
-  [[ -x "$py" ]] || die "$py not found (run make install)"
+  [[ -x "$py" ]] || die 2 "$py not found (run make install)"
   cd "$root"
   mkdir -p "$demo"
   demo=$(cd "$demo" && pwd)
@@ -23,12 +24,12 @@ main() {
     "$py" -m tfodkit.dataset convert --format csv --images "$demo/data/images" \
       --annotations "$demo/data/annotations.csv" --output_dir "$demo/records"
   fi
-  TFOD_FROM_SCRATCH=1 PYTHON="$py" "$root/train.sh" "$demo/models" "$demo/training" "$demo/exported" \
+  TFOD_FROM_SCRATCH=1 TFODKIT_PYTHON="$py" "$root/train.sh" "$demo/models" "$demo/training" "$demo/exported" \
     "$demo/records" "SSD MobileNet V2 FPNLite 320x320" "" "$root/configs/demo_hparams.json"
   local status=0
   "$py" "$root/predict.py" --model "$demo/exported" --labels "$demo/exported/label_map.pbtxt" \
     --images "$demo/data/holdout" --output_dir "$demo/predictions" --min_confidence 0.5 --json || status=$?
-  ((status == 0)) || die "predict.py failed with status $status"
+  ((status == 0)) || die 1 "predict.py failed with status $status"
   "$py" -m tfodkit.demo report --demo_dir "$demo"
 }
 

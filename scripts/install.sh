@@ -7,7 +7,8 @@
 # Env: PYTHON (default python3.11), VENV (default .venv).
 set -euo pipefail
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tfodkit/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tfodkit/lib.sh"
 
 main() {
   local root python venv stamp want dev=1 lock=lock.txt
@@ -16,14 +17,14 @@ main() {
     "") ;;
     --runtime-only) dev=0 ;;
     --gpu) dev=0 lock=lock-gpu.txt ;;
-    *) die "unknown option ${1} (usage: scripts/install.sh [--runtime-only | --gpu])" ;;
+    *) die 2 "unknown option ${1} (usage: scripts/install.sh [--runtime-only | --gpu])" ;;
   esac
   python=${PYTHON:-python3.11}
   venv=${VENV:-$root/.venv}
 
-  command -v "$python" >/dev/null || die "$python not found (install Python 3.11 or set PYTHON=/path/to/python3.11)"
+  command -v "$python" >/dev/null || die 2 "$python not found (install Python 3.11 or set PYTHON=/path/to/python3.11)"
   "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
-    || die "$python is Python $("$python" -c 'import platform; print(platform.python_version())'), the lock is for 3.11 (set PYTHON=/path/to/python3.11)"
+    || die 2 "$python is Python $("$python" -c 'import platform; print(platform.python_version())'), the lock is for 3.11 (set PYTHON=/path/to/python3.11)"
 
   # checkov (dev only) gets a venv of its own inside the main one, so that its
   # many dependencies never move the pins of lock.txt and lock-dev.txt.
@@ -59,7 +60,7 @@ main() {
   fi
   "${pip[@]}" install --progress-bar off --no-deps --require-hashes -r "$root/requirements/nodeps.txt"
   if "${pip[@]}" show --quiet opencv-python >/dev/null 2>&1; then
-    die "opencv-python got installed beside opencv-python-headless (remove it: $venv/bin/pip uninstall -y opencv-python)"
+    die 1 "opencv-python got installed beside opencv-python-headless (remove it: $venv/bin/pip uninstall -y opencv-python)"
   fi
   # Make the repository importable from the venv (python -m tfodkit anywhere).
   "$venv/bin/python" -c 'import site, sys; print(site.getsitepackages()[0])' \

@@ -4,7 +4,8 @@
 #   scripts/lint.sh        Env: VENV (default .venv)
 set -euo pipefail
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tfodkit/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tfodkit/lib.sh"
 
 main() {
   local root bin
@@ -12,7 +13,7 @@ main() {
   bin=${VENV:-$root/.venv}/bin
   cd "$root"
   for tool in ruff shellcheck hadolint; do
-    [[ -x "$bin/$tool" ]] || die "$tool not found in $bin (run make install)"
+    [[ -x "$bin/$tool" ]] || die 2 "$tool not found in $bin (run make install)"
   done
 
   echo "lint: ruff"
@@ -25,13 +26,13 @@ main() {
     "$bin/hadolint" Dockerfile
   fi
   if [[ -d terraform ]]; then
-    command -v terraform >/dev/null || die "terraform not found (needed for terraform fmt -check)"
+    command -v terraform >/dev/null || die 2 "terraform not found (needed for terraform fmt -check)"
     echo "lint: terraform fmt -check"
     terraform fmt -check -recursive terraform
     # checkov has a venv of its own (scripts/install.sh); its settings and the
     # checks it skips, each with the reason, are in terraform/.checkov.yaml.
     local checkov=${bin%/bin}/checkov/bin/checkov
-    [[ -x "$checkov" ]] || die "checkov not found at $checkov (run make install)"
+    [[ -x "$checkov" ]] || die 2 "checkov not found at $checkov (run make install)"
     echo "lint: checkov"
     "$checkov" -d terraform
   fi

@@ -18,7 +18,8 @@ Env: TFVARS  variables file (default terraform/config.tfvars)
 EOF
 }
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tfodkit/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tfodkit/lib.sh"
 
 main() {
   local root cmd tfdir tfvars
@@ -28,11 +29,11 @@ main() {
     -h|--help) usage; return 0 ;;
     setup|plan|apply|destroy|runtask-config) shift ;;
     "") usage >&2; exit 2 ;;
-    *) usage >&2; printf 'error: unknown command %q\n' "$cmd" >&2; exit 2 ;;
+    *) die 2 "unknown command $cmd (see scripts/terraform.sh --help)" ;;
   esac
   tfdir=$root/terraform
   command -v terraform >/dev/null \
-    || die "terraform not found (install Terraform >= 1.9: https://developer.hashicorp.com/terraform/install)"
+    || die 2 "terraform not found (install Terraform >= 1.9: https://developer.hashicorp.com/terraform/install)"
 
   case "$cmd" in
     setup)
@@ -47,9 +48,9 @@ main() {
   # -chdir resolves -var-file against terraform/, so pass an absolute path.
   tfvars=${TFVARS:-$tfdir/config.tfvars}
   [[ -f "$tfvars" ]] \
-    || die "$tfvars not found (cp terraform/config.tfvars.example terraform/config.tfvars and fill it in, or set TFVARS=path)"
+    || die 2 "$tfvars not found (cp terraform/config.tfvars.example terraform/config.tfvars and fill it in, or set TFVARS=path)"
   tfvars=$(cd "$(dirname "$tfvars")" && pwd)/$(basename "$tfvars")
-  [[ -d "$tfdir/.terraform" ]] || die "terraform/ is not initialised (run make setup)"
+  [[ -d "$tfdir/.terraform" ]] || die 2 "terraform/ is not initialised (run make setup)"
   terraform -chdir="$tfdir" "$cmd" -input=false -var-file="$tfvars" "$@"
 }
 
@@ -61,11 +62,11 @@ runtask_config() {
   tmp=$(mktemp "$out.XXXXXX")
   if ! terraform -chdir="$tfdir" output -json "$@" >"$tmp"; then
     rm -f "$tmp"
-    die "terraform output failed (run make setup and make apply first)"
+    die 1 "terraform output failed (run make setup and make apply first)"
   fi
   if ! grep -q '"cluster_name"' "$tmp"; then
     rm -f "$tmp"
-    die "terraform has no outputs yet (run make apply first)"
+    die 1 "terraform has no outputs yet (run make apply first)"
   fi
   mv "$tmp" "$out"
   echo "runtask-config: wrote $out"

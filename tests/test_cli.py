@@ -20,6 +20,7 @@ CLIS = {
     "tfodkit.runtask": "python -m tfodkit.runtask",
     "tfodkit.predict": "predict.py",
     "tfodkit.dataset.cli": "python -m tfodkit.dataset",
+    "tfodkit.run": "train.sh",
     "tfodkit.train": "python -m tfodkit.train",
     "tfodkit.evaluate": "python -m tfodkit.evaluate",
 }
@@ -62,7 +63,29 @@ def test_outside_cli_the_error_still_ends_the_process_with_2(capsys):
 
 def test_every_cli_uses_the_shared_parser():
     """grep: no module builds a plain argparse.ArgumentParser (its errors are a usage block, not one line)."""
-    plain = [str(p.relative_to(ROOT)) for folder in ("tfodkit",) for p in sorted((ROOT / folder).rglob("*.py"))
+    plain = [str(p.relative_to(ROOT)) for folder in ("tfodkit", "bench") for p in sorted((ROOT / folder).rglob("*.py"))
              if "argparse.ArgumentParser(" in p.read_text()]
     # export and doctor are converted by the image work (listed here until then)
     assert set(plain) <= {"tfodkit/export.py", "tfodkit/doctor.py"}, plain
+
+
+# The GPU image's own scripts (test-image.sh, gpu-check.sh) come later, with the image work.
+SCRIPTS = ["train.sh", "runtask.sh", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh")
+                                            if p.name not in ("test-image.sh", "gpu-check.sh"))]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_uses_the_one_die_with_an_explicit_status(script):
+    text = (ROOT / script).read_text()
+    assert "tfodkit/lib.sh" in text and re.search(r"^\s*source ", text, re.M), "source tfodkit/lib.sh"
+    assert not re.search(r"^\s*die\s*\(\)", text, re.M), "no die of its own"
+    statuses = re.findall(r"\bdie (\S+) ", text)
+    assert set(statuses) <= {"1", "2"}, statuses  # README: 2 nothing was done, 1 the work failed
+
+
+def test_die_prints_one_line_and_exits_with_its_status():
+    import subprocess
+
+    out = subprocess.run(["bash", "-c", f'source "{ROOT}/tfodkit/lib.sh"; die 2 "no such thing (make one)"; echo no'],
+                         capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", "error: no such thing (make one)\n")

@@ -98,7 +98,7 @@ def test_install_refuses_a_wrong_python(tmp_path):
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "VENV": str(tmp_path / "venv")}
     out = subprocess.run(["bash", "scripts/install.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2  # nothing was done (README: CLI conventions)
     assert out.stderr.strip() == (f"error: {fake} is Python 3.10.13, the lock is for 3.11 "
                                   f"(set PYTHON=/path/to/python3.11)")
     assert not (tmp_path / "venv").exists()
@@ -107,5 +107,5 @@ def test_install_refuses_a_wrong_python(tmp_path):
 def test_install_names_a_missing_python(tmp_path):
     env = {**os.environ, "PYTHON": "no-such-python3.11"}
     out = subprocess.run(["bash", "scripts/install.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert "no-such-python3.11 not found" in out.stderr

@@ -438,6 +438,8 @@ def test_missing_aws_cli_is_one_line(base, tmp_path):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     env = {**base["env"], "PATH": str(bin_dir)}
     script = shutil.copy(RUNTASK, tmp_path / "runtask.sh")  # beside no .venv/bin/aws either
+    (tmp_path / "tfodkit").mkdir()
+    shutil.copy(RUNTASK.parent / "tfodkit" / "lib.sh", tmp_path / "tfodkit" / "lib.sh")  # the scripts' die
     proc = subprocess.run([str(bin_dir / "bash"), str(script), str(base["configs"]), *ARGS], env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2

@@ -530,10 +530,10 @@ def test_make_targets_pass_the_tfvars_file_to_the_script():
 
 def test_script_rejects_an_unknown_command_and_a_missing_tfvars(tmp_path):
     out = run_script("deploy")
-    assert out.returncode == 2 and "usage: scripts/terraform.sh" in out.stderr
+    assert out.returncode == 2 and out.stderr == "error: unknown command deploy (see scripts/terraform.sh --help)\n"
     missing = tmp_path / "nope.tfvars"
     out = run_script("plan", env={"TFVARS": str(missing), **fake_terraform(tmp_path, "")})
-    assert out.returncode == 1
+    assert out.returncode == 2  # nothing was done (README: CLI conventions)
     assert out.stderr.strip() == (f"error: {missing} not found (cp terraform/config.tfvars.example "
                                   "terraform/config.tfvars and fill it in, or set TFVARS=path)")
     assert not (tmp_path / "calls").exists()
