@@ -207,3 +207,17 @@ def fake_nvidia_smi(bin_dir: Path, gpus: int = 1, body: str | None = None) -> Pa
     script.write_text(body or f'#!/bin/sh\n[ "$1" = "-L" ] || exit 9\ncat <<EOF\n{lines}\nEOF\n')
     script.chmod(0o755)
     return bin_dir
+
+
+def synthetic_records(folder: Path, images: int, holdout: int, seed: int) -> Path:
+    """The synthetic shapes dataset in ``folder`` (images/, holdout/, annotations.csv), converted to
+    ``folder/records`` by the dataset tool with a quarter held out for testing. Returns ``folder``."""
+    from tfodkit import synthetic
+
+    root = synthetic.generate(folder, images=images, holdout=holdout, seed=seed)
+    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images",
+                          str(root / "images"), "--annotations", str(root / "annotations.csv"), "--output_dir",
+                          str(root / "records"), "--test_fraction", "0.25", "--no_progress"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return root

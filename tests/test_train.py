@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Followed, run_python
+from tests.conftest import ROOT, Followed, run_python, synthetic_records
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
 
@@ -47,14 +47,7 @@ def train_sh(*args, env=None, timeout=900) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def shapes(tmp_path_factory):
     """24 synthetic images converted to records by the dataset tool, 4 held out."""
-    from tfodkit import synthetic
-
-    root = synthetic.generate(tmp_path_factory.mktemp("shapes"), images=24, holdout=4, seed=1)
-    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images",
-                          str(root / "images"), "--annotations", str(root / "annotations.csv"), "--output_dir",
-                          str(root / "records"), "--test_fraction", "0.25", "--no_progress"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
+    root = synthetic_records(tmp_path_factory.mktemp("shapes"), images=24, holdout=4, seed=1)
     hparams = root / "hparams.json"
     hparams.write_text(json.dumps({"batch_size": 2, "train_steps": 6, "checkpoint_every_n": 3}))
     return root

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Followed, run_python
+from tests.conftest import ROOT, Followed, run_python, synthetic_records
 
 pytestmark = pytest.mark.image
 
@@ -50,15 +49,7 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> Path:
     """A small synthetic records dir made by the dataset tool on the host."""
-    from tfodkit import synthetic
-
-    root = synthetic.generate(tmp_path_factory.mktemp("shapes"), images=16, holdout=2, seed=3)
-    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images",
-                          str(root / "images"), "--annotations", str(root / "annotations.csv"), "--output_dir",
-                          str(root / "records"), "--test_fraction", "0.25", "--no_progress"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return root / "records"
+    return synthetic_records(tmp_path_factory.mktemp("shapes"), images=16, holdout=2, seed=3) / "records"
 
 
 def seed_layout(base: Path, records: Path, hparams: dict) -> Path:
