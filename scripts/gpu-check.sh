@@ -7,9 +7,9 @@
 # (default ./gpu-check). TFOD_ALLOW_CPU=1 runs the same check on the CPU.
 set -euo pipefail
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tfodkit/lib.sh
+source "$ROOT/tfodkit/lib.sh"
 
 nvidia_docker() {
   command -v docker >/dev/null && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia
@@ -25,7 +25,7 @@ main() {
   case "$mode" in
     image)
       local image=${IMAGE:-tfodkit:gpu}
-      nvidia_docker || die "Docker has no NVIDIA runtime (install nvidia-container-toolkit, or GPU_CHECK_MODE=venv)"
+      nvidia_docker || die 2 "Docker has no NVIDIA runtime (install nvidia-container-toolkit, or GPU_CHECK_MODE=venv)"
       if ! docker image inspect "$image" >/dev/null 2>&1; then
         echo "gpu-check: building $image (TF_VARIANT=gpu)"
         docker build --build-arg TF_VARIANT=gpu -t "$image" "$ROOT"
@@ -39,11 +39,11 @@ main() {
       if [[ -z "${VENV:-}" ]]; then
         VENV=$venv "$ROOT/scripts/install.sh" --gpu
       fi
-      [[ -x "$venv/bin/python" ]] || die "$venv/bin/python not found (run scripts/install.sh --gpu)"
+      [[ -x "$venv/bin/python" ]] || die 2 "$venv/bin/python not found (run scripts/install.sh --gpu)"
       echo "gpu-check: in the venv $venv"
       PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" -m tfodkit.gpucheck --out "$out" "$@"
       ;;
-    *) die "GPU_CHECK_MODE must be auto, image or venv, not '$mode'" ;;
+    *) die 2 "GPU_CHECK_MODE must be auto, image or venv, not '$mode'" ;;
   esac
 }
 

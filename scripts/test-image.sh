@@ -11,10 +11,11 @@
 # docker.io is installed if missing and dockerd is started for this run only.
 set -euo pipefail
 
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tfodkit/lib.sh
+source "$ROOT/tfodkit/lib.sh"
 log() { printf '[test-image %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tfodkit
 DEFAULT_BASE=tfodkit-base:bookworm
 dockerd_pid=""
@@ -32,7 +33,7 @@ cleanup() {
 }
 
 apt_install() {
-  ((EUID == 0)) || die "$* missing and not root (install it: apt-get install $*)"
+  ((EUID == 0)) || die 2 "$* missing and not root (install it: apt-get install $*)"
   log "installing $* (Debian packages)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
@@ -40,7 +41,7 @@ apt_install() {
 ensure_daemon() {
   if docker info >/dev/null 2>&1; then log "using the running Docker engine"; return; fi
   command -v dockerd >/dev/null || apt_install docker.io
-  command -v docker >/dev/null || die "docker CLI not found after installing docker.io"
+  command -v docker >/dev/null || die 2 "docker CLI not found after installing docker.io"
   mkdir -p "$CACHE"
   log "starting dockerd (log: $CACHE/dockerd.log)"
   dockerd >"$CACHE/dockerd.log" 2>&1 &
@@ -48,10 +49,10 @@ ensure_daemon() {
   local i
   for ((i = 0; i < 60; i++)); do
     docker info >/dev/null 2>&1 && return
-    kill -0 "$dockerd_pid" 2>/dev/null || die "dockerd exited: $(tail -n 3 "$CACHE/dockerd.log")"
+    kill -0 "$dockerd_pid" 2>/dev/null || die 1 "dockerd exited: $(tail -n 3 "$CACHE/dockerd.log")"
     sleep 1
   done
-  die "dockerd did not answer within 60 s (see $CACHE/dockerd.log)"
+  die 1 "dockerd did not answer within 60 s (see $CACHE/dockerd.log)"
 }
 
 ensure_base() {
@@ -60,7 +61,7 @@ ensure_base() {
   rootfs=$(mktemp -d "${TMPDIR:-/tmp}/tfodkit-rootfs.XXXXXX")
   log "building $DEFAULT_BASE with debootstrap (Debian 12, Python 3.11; about a minute)"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" \
-    >"$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed (see $CACHE/debootstrap.log)"
+    >"$CACHE/debootstrap.log" 2>&1 || die 1 "debootstrap failed (see $CACHE/debootstrap.log)"
   # Trust what this machine trusts: pip and apt inside the build reach the
   # registries through the same TLS path as the host.
   cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
@@ -76,14 +77,14 @@ ensure_base() {
 
 main() {
   local venv=${VENV:-$ROOT/.venv} image=${IMAGE:-tfodkit:test} base=${BASE_IMAGE:-} t0=$SECONDS
-  [[ -x "$venv/bin/python" ]] || die "$venv/bin/python not found (run make install)"
+  [[ -x "$venv/bin/python" ]] || die 2 "$venv/bin/python not found (run make install)"
   trap cleanup EXIT
   mkdir -p "$CACHE"
   ensure_daemon
   if [[ -z "$base" ]]; then ensure_base; base=$DEFAULT_BASE; fi
   log "docker build --build-arg TF_VARIANT=cpu --build-arg BASE_IMAGE=$base -t $image"
   docker build --build-arg TF_VARIANT=cpu --build-arg BASE_IMAGE="$base" -t "$image" "$ROOT" \
-    >"$CACHE/docker-build.log" 2>&1 || { tail -n 30 "$CACHE/docker-build.log" >&2; die "docker build failed (full log: $CACHE/docker-build.log)"; }
+    >"$CACHE/docker-build.log" 2>&1 || { tail -n 30 "$CACHE/docker-build.log" >&2; die 1 "docker build failed (full log: $CACHE/docker-build.log)"; }
   log "built $image in $((SECONDS - t0)) s: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1/1e9}')"
   cd "$ROOT"
   TFODKIT_IMAGE=$image "$venv/bin/python" -m pytest -m image tests/image "$@"

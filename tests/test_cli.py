@@ -65,13 +65,10 @@ def test_every_cli_uses_the_shared_parser():
     """grep: no module builds a plain argparse.ArgumentParser (its errors are a usage block, not one line)."""
     plain = [str(p.relative_to(ROOT)) for folder in ("tfodkit", "bench") for p in sorted((ROOT / folder).rglob("*.py"))
              if "argparse.ArgumentParser(" in p.read_text()]
-    # export and doctor are converted by the image work (listed here until then)
-    assert set(plain) <= {"tfodkit/export.py", "tfodkit/doctor.py"}, plain
+    assert plain == [], plain
 
 
-# The GPU image's own scripts (test-image.sh, gpu-check.sh) come later, with the image work.
-SCRIPTS = ["train.sh", "runtask.sh", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh")
-                                            if p.name not in ("test-image.sh", "gpu-check.sh"))]
+SCRIPTS = ["train.sh", "runtask.sh", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh"))]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

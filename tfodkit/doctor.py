@@ -10,7 +10,6 @@ naming the missing piece otherwise.
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata as md
 import platform
 import shutil
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit import gpu
-from tfodkit.errors import FAILURE, cli
+from tfodkit.errors import FAILURE, ArgumentParser, cli
 from tfodkit.paths import BASE_CONFIGS
 from tfodkit.zoo import BASE_MODELS
 
@@ -91,7 +90,7 @@ def forward_pass(config_path: Path, num_classes: int = 3) -> tuple[int, float]:
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit doctor", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit doctor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip_models", action="store_true", help="only print versions, build no model")
     args = parser.parse_args(argv)
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import tfodkit.compat  # noqa: F401
 
-import argparse
 import json
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli
+from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import replace_dir, staging_dir
 
 
@@ -101,7 +100,7 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, tflite: boo
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfodkit.export", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m tfodkit.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipeline_config", type=Path, required=True)
     parser.add_argument("--model_dir", type=Path, required=True, help="where the checkpoints are")
     parser.add_argument("--output_dir", type=Path, required=True, help="the exported model directory")
