@@ -10,8 +10,10 @@ from __future__ import annotations
 import html
 import io
 import json
+import os
 import platform
 import string
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -395,9 +397,11 @@ def build(training_dir: Path, score_threshold: float = 0.5, iou_threshold: float
 
     def grid(indices) -> str:
         figures = []
+        with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:  # Pillow's decode and encode drop the GIL
+            list(pool.map(lambda i: draw_picture(images[i], encoded.get(i), found[i], names,
+                                                 out / f"pictures/{i:05d}.jpg"), indices))
         for i in indices:
             name = f"pictures/{i:05d}.jpg"
-            draw_picture(images[i], encoded.get(i), found[i], names, out / name)
             tp, fp, fn = found[i]
             figures.append(f'<figure><img src="{name}" alt="{esc(images[i].get("filename", i))}">'
                            f'<figcaption>{esc(images[i].get("filename", i))}: {len(tp)} TP, {len(fp)} FP, '
