@@ -130,8 +130,14 @@ def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".exported")]
     # run.json records every step and the outcome
     run = json.loads((training / "run.json").read_text())
-    assert [s["name"] for s in run["steps"]] == ["fetch", "readconfig", "train", "evaluate", "export"]
+    assert [s["name"] for s in run["steps"]] == ["fetch", "readconfig", "train", "evaluate", "export", "report"]
     assert all(s["status"] == 0 for s in run["steps"]) and run["status"] == 0
+    # the run report, from the detections the evaluation kept (one per test image)
+    kept = json.loads((training / "eval_detections.json").read_text())
+    assert len(kept["images"]) == metrics["num_images"] and all(i["filename"] for i in kept["images"])
+    page = (training / "report" / "index.html").read_text()
+    for name, ap in metrics["per_class_AP"].items():
+        assert f"<td class=l>{name}</td><td>{ap:.3f}</td>" in page
     assert run["versions"]["tensorflow"] and len(run["pipeline_config_sha256"]) == 64
     assert run["metrics"]["mAP@0.5"] == metrics["mAP@0.5"] and run["training"]["step"] == 6
     # TensorBoard answered during the run and is gone after it
