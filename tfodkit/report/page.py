@@ -51,7 +51,7 @@ def table(header: list[str], rows: list[list], left: int = 1) -> str:
     def cells(tag, values):
         return "".join(f'<{tag}{" class=l" if i < left else ""}>{esc(v)}</{tag}>' for i, v in enumerate(values))
 
-    return ("<table><tr>" + cells("th", header) + "</tr>"
+    return ("<table>" + (f"<tr>{cells('th', header)}</tr>" if any(header) else "")
             + "".join("<tr>" + cells("td", r) + "</tr>" for r in rows) + "</table>")
 
 
