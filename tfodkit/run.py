@@ -120,6 +120,17 @@ def _local_file(text: str, what: str, flag_hint: str) -> None:
         raise UserError(f"{what} {text} not found", flag_hint)
 
 
+def _input_file(value: str, what: str, position: str) -> str:
+    """An optional file argument: an s3:// URI checked for its form, or a local file made absolute."""
+    if not value:
+        return value
+    if s3.is_s3(value):
+        s3.parse_s3_uri(value, what, need_key=True)
+        return value
+    _local_file(value, what, f"check the {position} argument's path")
+    return str(Path(value).absolute())
+
+
 def _switch(name: str, default: str = "0") -> bool:
     value = variable(name, default)
     if value not in ("0", "1"):
@@ -154,18 +165,8 @@ def plan(argv: Sequence[str]) -> Plan | None:
                         "give the folder with training.record, testing.record and classes.pbtxt, or an s3:// prefix")
     else:
         records = str(Path(records).absolute())
-    if config:
-        if s3.is_s3(config):
-            s3.parse_s3_uri(config, "training config", need_key=True)
-        else:
-            _local_file(config, "training config", "check the 6th argument's path")
-            config = str(Path(config).absolute())
-    if hparams:
-        if s3.is_s3(hparams):
-            s3.parse_s3_uri(hparams, "hparams", need_key=True)
-        else:
-            _local_file(hparams, "hparams file", "check the 7th argument's path")
-            hparams = str(Path(hparams).absolute())
+    config = _input_file(config, "training config", "6th")
+    hparams = _input_file(hparams, "hparams file", "7th")
 
     num_gpus = env_number("TFOD_NUM_GPUS", None, minimum=0, integer=True, example=1)
     cpu_replicas = env_number("TFOD_CPU_REPLICAS", None, minimum=1, integer=True, example=2)
