@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from tfodkit.errors import FAILURE, UserError
+from tfodkit.fsutil import AtomicFile
 
 # S3's naming rules for buckets (docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
 _BUCKET_CHARS = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
@@ -114,18 +114,10 @@ def _aws_errors() -> tuple[type[BaseException], ...]:
 
 def _download_atomic(s3, uri: S3Uri, dest: Path, mtime: float | None = None) -> None:
     """Download one object to dest through a temporary file beside it (never half a file)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        s3.download_file(uri.bucket, uri.key, tmp)
-        os.chmod(tmp, 0o644)
-        if mtime is not None:
-            os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with AtomicFile(dest, "wb") as out:
+        s3.download_fileobj(uri.bucket, uri.key, out)
+    if mtime is not None:
+        os.utime(dest, (mtime, mtime))
 
 
 def download_file(uri: str | S3Uri, dest: Path, s3=None) -> Path:
