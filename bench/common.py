@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,12 +28,10 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     return seconds
 
 
-def make_records(work: Path, images: int, env: dict[str, str] | None = None) -> Path:
-    """``images`` synthetic images (tfodkit.synthetic) converted to work/records by the dataset tool; the folder."""
-    py = sys.executable
-    run([py, "-m", "tfodkit.synthetic", "--output_dir", str(work / "data"), "--images", str(images),
-         "--holdout", "0"], work / "synthetic.log", env)
-    run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(work / "data" / "images"),
-         "--annotations", str(work / "data" / "annotations.csv"), "--output_dir", str(work / "records"),
-         "--no_progress"], work / "convert.log", env)
-    return work / "records"
+def make_records(work: Path, images: int) -> Path:
+    """``images`` synthetic images in work/data converted to work/records (``tfodkit.synthetic.make_records``,
+    its output in work/records.log); the records folder."""
+    from tfodkit import synthetic
+
+    with open(work / "records.log", "w") as log:
+        return synthetic.make_records(work / "records", work / "data", images=images, holdout=0, out=log)

@@ -102,7 +102,7 @@ def main() -> int:
     py = sys.executable
 
     print(f"bench/train: data in {work}", flush=True)
-    records = make_records(work, args.images, env)
+    records = make_records(work, args.images)
     run([py, "-c", "import sys; from pathlib import Path; from tests.untrained_model import write_pretrained_dir; "
          "write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
     hparams = work / "hparams.json"

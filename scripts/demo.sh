@@ -20,9 +20,8 @@ main() {
   demo=$(cd "$demo" && pwd)
 
   if [[ ! -f "$demo/records/classes.pbtxt" ]]; then
-    "$py" -m tfodkit.synthetic --output_dir "$demo/data" --images "${DEMO_IMAGES:-240}" --holdout 12
-    "$py" -m tfodkit.dataset convert --format csv --images "$demo/data/images" \
-      --annotations "$demo/data/annotations.csv" --output_dir "$demo/records"
+    "$py" -m tfodkit.synthetic --output_dir "$demo/data" --images "${DEMO_IMAGES:-240}" --holdout 12 \
+      --records_dir "$demo/records"
   fi
   TFOD_FROM_SCRATCH=1 TFODKIT_PYTHON="$py" "$root/train.sh" "$demo/models" "$demo/training" "$demo/exported" \
     "$demo/records" "SSD MobileNet V2 FPNLite 320x320" "" "$root/configs/demo_hparams.json"

@@ -214,10 +214,7 @@ def synthetic_records(folder: Path, images: int, holdout: int, seed: int) -> Pat
     ``folder/records`` by the dataset tool with a quarter held out for testing. Returns ``folder``."""
     from tfodkit import synthetic
 
-    root = synthetic.generate(folder, images=images, holdout=holdout, seed=seed)
-    out = subprocess.run([sys.executable, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images",
-                          str(root / "images"), "--annotations", str(root / "annotations.csv"), "--output_dir",
-                          str(root / "records"), "--test_fraction", "0.25", "--no_progress"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return root
+    # One worker: the conversion runs in the test process, which must not fork (moto's server runs in its threads).
+    synthetic.make_records(folder / "records", folder, images=images, holdout=holdout, seed=seed,
+                           test_fraction=0.25, workers=1)
+    return folder

@@ -85,10 +85,9 @@ def check(out: Path, steps: int, batch_size: int, images: int, skip_models: bool
 
     records = out / "records"
     if not (records / LABEL_MAP).is_file():
-        data = synthetic.generate(out / "data", images=images, holdout=0, seed=0)
-        _run([py, "-m", "tfodkit.dataset", "convert", "--format", "csv", "--images", str(data / "images"),
-              "--annotations", str(data / "annotations.csv"), "--output_dir", str(records), "--no_progress"],
-             "synthetic records", out / "dataset.log")
+        print("gpu-check: synthetic records ...", flush=True)
+        with (out / "dataset.log").open("w") as log:
+            synthetic.make_records(records, out / "data", images=images, holdout=0, seed=0, out=log)
 
     layouts = [1] if visible <= 1 else [1, visible]
     runs = []

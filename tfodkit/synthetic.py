@@ -1,18 +1,22 @@
 """A small synthetic detection dataset: circles and squares on noisy backgrounds.
 
     python -m tfodkit.synthetic --output_dir DIR [--images 240] [--holdout 12] [--size 320] [--seed 0]
+        [--records_dir RECORDS]
 
 Writes DIR/images/*.jpg with DIR/annotations.csv in the TFOD-tutorial CSV
 format (filename,width,height,class,xmin,ymin,xmax,ymax; pixel corners), and
 DIR/holdout/*.jpg: images never trained on, for predict.py, with their true
 boxes in DIR/holdout.csv (same format) to check the predictions against.
-The demo and the end-to-end tests make their data with it: no download.
+With --records_dir, also converts them to TFRecords there (the dataset tool's
+convert, CSV format; ``make_records``). The demo, gpu-check, the benchmarks
+and the end-to-end tests make their data with it: no download.
 """
 
 from __future__ import annotations
 
 import csv
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +82,27 @@ def _write_csv(path: Path, rows: list) -> None:
         writer.writerows(rows)
 
 
+def make_records(records_dir: Path, data_dir: Path, images: int = 240, holdout: int = 12, size: int = 320,
+                 seed: int = 0, *, test_fraction: float = 0.2, workers: int | None = None, progress: bool = False,
+                 out=None) -> Path:
+    """The synthetic dataset (``generate``) in ``data_dir``, converted to TFRecords in ``records_dir``.
+
+    The conversion is the dataset tool's (``convert.run``, CSV format, its
+    default split seed), so the records are what ``python -m tfodkit.dataset
+    convert`` writes. Its summary and this function's one line go to ``out``
+    (default stdout); ``progress`` shows convert's bar on stderr. Returns
+    ``records_dir``.
+    """
+    out = out or sys.stdout
+    data = generate(data_dir, images, holdout, size, seed)
+    print(f"synthetic: {images} images + {holdout} held out in {data}", file=out, flush=True)
+    from tfodkit.dataset import convert  # imports TensorFlow: only when records are wanted
+
+    convert.run("csv", data / "images", data / "annotations.csv", records_dir, test_fraction=test_fraction,
+                workers=workers, progress=progress, out=out)
+    return records_dir
+
+
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m tfodkit.synthetic", description=__doc__.split("\n\n")[0])
@@ -86,7 +111,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--holdout", type=int, default=12, help="unannotated images for predict.py (default 12)")
     parser.add_argument("--size", type=int, default=320, help="image side in pixels (default 320)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--records_dir", type=Path,
+                        help="also convert the annotated images to TFRecords and classes.pbtxt here")
     args = parser.parse_args(argv)
+    if args.records_dir:
+        make_records(args.records_dir, args.output_dir, args.images, args.holdout, args.size, args.seed,
+                     progress=True)
+        return 0
     out = generate(args.output_dir, args.images, args.holdout, args.size, args.seed)
     print(f"synthetic: {args.images} images + {args.holdout} held out in {out}")
     return 0
