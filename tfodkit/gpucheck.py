@@ -26,6 +26,7 @@ from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.paths import ROOT
 from tfodkit.records import LABEL_MAP
+from tfodkit.settings import CHECKPOINT_EVERY_N
 
 MODEL = "SSD MobileNet V2 FPNLite 320x320"
 
@@ -55,10 +56,11 @@ def train_one(pipeline_config: Path, model_dir: Path, num_gpus: int | None) -> d
 
     import tensorflow as tf
 
-    from tfodkit.train import train
+    from tfodkit.train import toolkit_setting, train
 
     start = time.monotonic()
-    summary = train(pipeline_config, model_dir, checkpoint_every_n=100_000, num_gpus=num_gpus)
+    every = toolkit_setting(model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)  # from check()'s hparams
+    summary = train(pipeline_config, model_dir, checkpoint_every_n=every, num_gpus=num_gpus)
     gpus = tf.config.list_physical_devices("GPU")[: num_gpus or None]
     peak = 0
     for i, _ in enumerate(gpus):
@@ -95,6 +97,7 @@ def check(out: Path, steps: int, batch_size: int, images: int, skip_models: bool
         name = f"{n}gpu" if visible else "cpu"
         model_dir = out / name
         hparams = out / f"hparams-{name}.json"
+        # No checkpoint but the last one (train always saves at the end): saving is not what is measured.
         write_json_atomic(hparams, {"batch_size": batch_size * n, "train_steps": steps,
                                     "checkpoint_every_n": 100_000})
         gpus_flag = ["--num_gpus", str(n)] if visible else []

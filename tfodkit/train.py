@@ -319,7 +319,8 @@ def _summary(model_dir: Path, status: str, step: int, total: int, trained: int, 
     return summary
 
 
-def _toolkit_setting(model_dir: Path, key: str, default):
+def toolkit_setting(model_dir: Path, key: str, default):
+    """``key`` of the run settings readconfig wrote to MODEL_DIR/toolkit.json, else ``default``."""
     path = model_dir / "toolkit.json"
     if path.is_file():
         return json.loads(path.read_text()).get(key, default)
@@ -345,13 +346,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="TensorFlow op determinism (needs a seed; default: deterministic of toolkit.json)")
     args = parser.parse_args(argv)
     every = args.checkpoint_every_n if args.checkpoint_every_n is not None else \
-        _toolkit_setting(args.model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)
+        toolkit_setting(args.model_dir, "checkpoint_every_n", CHECKPOINT_EVERY_N)
     if every < 1:
         parser.error("--checkpoint_every_n must be at least 1")
-    seed = args.seed if args.seed is not None else _toolkit_setting(args.model_dir, "seed", None)
+    seed = args.seed if args.seed is not None else toolkit_setting(args.model_dir, "seed", None)
     if seed is not None and seed < 0:
         parser.error("--seed must be 0 or more")
-    deterministic = args.deterministic or _toolkit_setting(args.model_dir, "deterministic", False)
+    deterministic = args.deterministic or toolkit_setting(args.model_dir, "deterministic", False)
     run = dict(max_to_keep=args.max_to_keep, seed=seed, deterministic=deterministic)
     try:
         summary = train(args.pipeline_config, args.model_dir, every, args.num_gpus, args.cross_device_ops,
