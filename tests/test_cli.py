@@ -37,6 +37,15 @@ def test_an_unknown_flag_is_one_line_and_exit_2(module, capsys):
     assert re.fullmatch(rf"error: .+ \(see: {re.escape(CLIS[module])}( \w+)? --help\)", lines[0])
 
 
+@pytest.mark.parametrize("module", ["tfodkit.train", "tfodkit.evaluate", "tfodkit.export"])
+def test_the_training_dir_tools_share_their_first_two_flags(module, capsys):
+    main = importlib.import_module(module).main
+    assert main([]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: the following arguments are required: --pipeline_config, --model_dir"), error
+    assert f"(see: python -m {module} --help)" in error
+
+
 def test_a_subcommand_names_itself_in_the_hint(capsys):
     from tfodkit import zoo
 

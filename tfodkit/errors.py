@@ -6,6 +6,7 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 USAGE = 2  # bad usage / bad input
@@ -39,6 +40,19 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see: {self.prog} --help)", file=sys.stderr)
         raise UsageExit(USAGE)
+
+
+def training_dir_parser(prog: str, doc: str, model_dir_help: str) -> ArgumentParser:
+    """The parser of the tools that work on one training dir (train, evaluate, export).
+
+    Its description is the first paragraph of ``doc`` (the module docstring);
+    ``--pipeline_config`` and ``--model_dir`` come first, both required, as in
+    TFOD's own scripts.
+    """
+    parser = ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--pipeline_config", type=Path, required=True)
+    parser.add_argument("--model_dir", type=Path, required=True, help=model_dir_help)
+    return parser
 
 
 def did_you_mean(word: str, choices: Sequence[str], n: int = 3) -> str:

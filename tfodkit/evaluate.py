@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
 from tfodkit.fsutil import AtomicFile, write_json_atomic
 from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
 from tfodkit.records import REPORT, split_of
@@ -263,9 +263,7 @@ def evaluate(pipeline_config: Path, model_dir: Path, checkpoint: str | None = No
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m tfodkit.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline_config", type=Path, required=True)
-    parser.add_argument("--model_dir", type=Path, required=True, help="where the checkpoints are; metrics go there")
+    parser = training_dir_parser("python -m tfodkit.evaluate", __doc__, "where the checkpoints are; metrics go there")
     parser.add_argument("--checkpoint", default=None, help="a checkpoint prefix (default: the latest in model_dir)")
     parser.add_argument("--force", action="store_true", help="evaluate even if metrics.json is for this checkpoint")
     args = parser.parse_args(argv)

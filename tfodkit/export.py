@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
 from tfodkit.fsutil import replace_dir, staging_dir
 
 
@@ -100,9 +100,7 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, tflite: boo
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m tfodkit.export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline_config", type=Path, required=True)
-    parser.add_argument("--model_dir", type=Path, required=True, help="where the checkpoints are")
+    parser = training_dir_parser("python -m tfodkit.export", __doc__, "where the checkpoints are")
     parser.add_argument("--output_dir", type=Path, required=True, help="the exported model directory")
     parser.add_argument("--tflite", action="store_true", help="also write tflite/model.tflite (SSD models)")
     parser.add_argument("--force", action="store_true", help="export even if OUTPUT_DIR is from this checkpoint")

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.gpu import require_tensorflow_gpus
 from tfodkit.progress import speed_text
@@ -329,9 +329,7 @@ def toolkit_setting(model_dir: Path, key: str, default):
 
 @cli
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = ArgumentParser(prog="python -m tfodkit.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline_config", type=Path, required=True)
-    parser.add_argument("--model_dir", type=Path, required=True, help="checkpoints and TensorBoard events")
+    parser = training_dir_parser("python -m tfodkit.train", __doc__, "checkpoints and TensorBoard events")
     parser.add_argument("--checkpoint_every_n", type=int, default=None,
                         help="default: checkpoint_every_n of MODEL_DIR/toolkit.json (readconfig), else "
                              f"{CHECKPOINT_EVERY_N}")
