@@ -212,6 +212,23 @@ def test_faults_are_reported_exactly_and_counted(faulty, raccoon, tmp_path, caps
     assert cli.main(["check", str(out), "--num_samples", "0"]) == 0  # what was written is clean
 
 
+def test_a_kind_with_more_than_ten_problems_lists_ten_on_screen_and_all_in_dataset_json(tmp_path, capsys):
+    from tfodkit import synthetic
+
+    data = synthetic.generate(tmp_path / "data", images=2, holdout=0, seed=0)
+    with open(data / "annotations.csv", "a") as f:  # 12 rows naming images that are not there
+        f.writelines(f"gone-{i:02d}.jpg,320,320,circle,10,10,50,50\n" for i in range(12))
+    out = tmp_path / "records"
+    assert cli.main(["convert", "--format", "csv", "--images", str(data / "images"), "--annotations",
+                     str(data / "annotations.csv"), "--output_dir", str(out), "--no_progress"]) == 0
+    text = capsys.readouterr().out
+    shown = [line for line in text.splitlines() if line.startswith("    gone-")]
+    assert len(shown) == 10 and "    ... and 2 more (all are listed in dataset.json)" in text
+    assert "problems: 12\n  missing_image: 12  (" in text
+    report = json.loads((out / "dataset.json").read_text())
+    assert len([p for p in report["problems"]["items"] if p["kind"] == "missing_image"]) == 12
+
+
 def test_strict_turns_problems_into_failure_and_writes_nothing(faulty, tmp_path, capsys):
     images, annotations = faulty
     out = tmp_path / "records"

@@ -29,6 +29,7 @@ import tensorflow as tf
 from PIL import Image, ImageDraw
 
 from tfodkit.dataset import labelmap
+from tfodkit.dataset.problems import print_problems
 from tfodkit.errors import UserError
 from tfodkit.fsutil import AtomicFile
 from tfodkit.records import LABEL_MAP, REPORT, SAMPLES, missing_shards, record_files, split_of
@@ -55,7 +56,6 @@ KINDS = {
     "duplicate_image": (False, "the same image bytes in two records of one split"),
 }
 TOLERANCE = 1e-4  # normalized coordinates: float32 rounding of x / width
-SHOWN_PER_KIND = 10
 
 
 @dataclass
@@ -375,18 +375,10 @@ class Checker:
             if tiny:
                 print(f"  {tiny} box(es) under 16 px on a side (hard for most detectors at their input size)",
                       file=out)
-        if not self.issues:
-            print("problems: none", file=out)
-            return
-        print(f"problems: {data['errors']} error(s), {len(self.issues) - data['errors']} warning(s)", file=out)
-        for kind, count in data["problems"].items():
-            error, meaning = KINDS[kind]
-            print(f"  {'error' if error else 'warning'} {kind}: {count}  ({meaning})", file=out)
-            listed = [i for i in self.issues if i.kind == kind]
-            for issue in listed[:SHOWN_PER_KIND]:
-                print(f"    {issue.where}: {issue.detail}", file=out)
-            if len(listed) > SHOWN_PER_KIND:
-                print(f"    ... and {len(listed) - SHOWN_PER_KIND} more", file=out)
+        print_problems(f"problems: {data['errors']} error(s), {len(self.issues) - data['errors']} warning(s)",
+                       [(f"{'error' if KINDS[kind][0] else 'warning'} {kind}: {count}  ({KINDS[kind][1]})",
+                         [f"{i.where}: {i.detail}" for i in self.issues if i.kind == kind])
+                        for kind, count in data["problems"].items()], out)
 
 
 def _split_order(split: str) -> tuple:

@@ -42,11 +42,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tfodkit.dataset import example, labelmap
+from tfodkit.dataset.problems import print_problems
 from tfodkit.dataset.readers import KINDS, Annotations, Entry, Problem, read
 from tfodkit.errors import FAILURE, UserError
 from tfodkit.records import LABEL_MAP, REPORT, SPLITS, file_names, input_glob, is_layout_file
 
-SHOWN_PER_KIND = 10
 # Shards of about 100-200 MB each, TensorFlow's guidance for TFRecord files (tf.data performance guide).
 SHARD_SIZE_MB = 150.0
 
@@ -278,19 +278,12 @@ class Report:
         return {"input": self.input, "written": written, "dropped": dropped, "adds_up": adds_up}
 
     def print_problems(self, out=None) -> None:
-        out = out or sys.stdout
         counts = self.counts()
-        if not counts:
-            print("problems: none", file=out)
-            return
-        print(f"problems: {sum(counts.values())}", file=out)
-        for kind, count in counts.items():
-            print(f"  {kind}: {count}  ({KINDS[kind]})", file=out)
-            listed = [p for p in self.problems if p.kind == kind]
-            for p in listed[:SHOWN_PER_KIND]:
-                print(f"    {p.file} [{p.where}]: {p.detail}", file=out)
-            if len(listed) > SHOWN_PER_KIND:
-                print(f"    ... and {len(listed) - SHOWN_PER_KIND} more (all are listed in {REPORT})", file=out)
+        print_problems(f"problems: {sum(counts.values())}",
+                       [(f"{kind}: {count}  ({KINDS[kind]})",
+                         [f"{p.file} [{p.where}]: {p.detail}" for p in self.problems if p.kind == kind])
+                        for kind, count in counts.items()],
+                       out or sys.stdout, more=f" (all are listed in {REPORT})")
 
     def as_dict(self) -> dict:
         splits = {}
