@@ -68,35 +68,34 @@ def _m(name, date, stem, arch, size, **kw) -> ZooModel:
     return ZooModel(name, date, stem, arch, (size, size) if isinstance(size, int) else size, ftype, **kw)
 
 
+def _centernet(name: str, size: int, date: str, stem: str, keypoints: tuple[str, str] | None = None,
+               **kw) -> tuple[ZooModel, ...]:
+    """A CenterNet model, "<name> <size>x<size>", then its "<name> Keypoints <size>x<size>" variant when
+    ``keypoints`` gives that variant's (date, stem)."""
+    plain = _m(f"{name} {size}x{size}", date, stem, "center_net", size, **kw)
+    if keypoints is None:
+        return (plain,)
+    return plain, _m(f"{name} Keypoints {size}x{size}", *keypoints, "center_net", size, keypoints=True)
+
+
 _D1, _D2, _D3 = "20200711", "20200713", "20210210"
 CATALOGUE: tuple[ZooModel, ...] = (
-    _m("CenterNet HourGlass104 512x512", _D2, "centernet_hg104_512x512_coco17_tpu-8", "center_net", 512),
-    _m("CenterNet HourGlass104 Keypoints 512x512", _D1, "centernet_hg104_512x512_kpts_coco17_tpu-32",
-       "center_net", 512, keypoints=True),
-    _m("CenterNet HourGlass104 1024x1024", _D2, "centernet_hg104_1024x1024_coco17_tpu-32", "center_net", 1024),
-    _m("CenterNet HourGlass104 Keypoints 1024x1024", _D1, "centernet_hg104_1024x1024_kpts_coco17_tpu-32",
-       "center_net", 1024, keypoints=True),
-    _m("CenterNet Resnet50 V1 FPN 512x512", _D1, "centernet_resnet50_v1_fpn_512x512_coco17_tpu-8", "center_net", 512,
-       base_config="centernet_resnet50_v1_fpn_512x512.config"),
-    _m("CenterNet Resnet50 V1 FPN Keypoints 512x512", _D1, "centernet_resnet50_v1_fpn_512x512_kpts_coco17_tpu-8",
-       "center_net", 512, keypoints=True),
-    _m("CenterNet Resnet101 V1 FPN 512x512", _D1, "centernet_resnet101_v1_fpn_512x512_coco17_tpu-8",
-       "center_net", 512),
-    _m("CenterNet Resnet50 V2 512x512", _D1, "centernet_resnet50_v2_512x512_coco17_tpu-8", "center_net", 512),
-    _m("CenterNet Resnet50 V2 Keypoints 512x512", _D1, "centernet_resnet50_v2_512x512_kpts_coco17_tpu-8",
-       "center_net", 512, keypoints=True),
-    _m("CenterNet MobileNetV2 FPN 512x512", _D3, "centernet_mobilenetv2fpn_512x512_coco17_od", "center_net", 512),
-    _m("CenterNet MobileNetV2 FPN Keypoints 512x512", _D3, "centernet_mobilenetv2fpn_512x512_coco17_kpts",
-       "center_net", 512, keypoints=True),
-    _m("EfficientDet D0 512x512", _D1, "efficientdet_d0_coco17_tpu-32", "ssd", 512,
-       base_config="ssd_efficientdet_d0_512x512.config"),
-    _m("EfficientDet D1 640x640", _D1, "efficientdet_d1_coco17_tpu-32", "ssd", 640),
-    _m("EfficientDet D2 768x768", _D1, "efficientdet_d2_coco17_tpu-32", "ssd", 768),
-    _m("EfficientDet D3 896x896", _D1, "efficientdet_d3_coco17_tpu-32", "ssd", 896),
-    _m("EfficientDet D4 1024x1024", _D1, "efficientdet_d4_coco17_tpu-32", "ssd", 1024),
-    _m("EfficientDet D5 1280x1280", _D1, "efficientdet_d5_coco17_tpu-32", "ssd", 1280),
-    _m("EfficientDet D6 1280x1280", _D1, "efficientdet_d6_coco17_tpu-32", "ssd", 1280),
-    _m("EfficientDet D7 1536x1536", _D1, "efficientdet_d7_coco17_tpu-32", "ssd", 1536),
+    *_centernet("CenterNet HourGlass104", 512, _D2, "centernet_hg104_512x512_coco17_tpu-8",
+                (_D1, "centernet_hg104_512x512_kpts_coco17_tpu-32")),
+    *_centernet("CenterNet HourGlass104", 1024, _D2, "centernet_hg104_1024x1024_coco17_tpu-32",
+                (_D1, "centernet_hg104_1024x1024_kpts_coco17_tpu-32")),
+    *_centernet("CenterNet Resnet50 V1 FPN", 512, _D1, "centernet_resnet50_v1_fpn_512x512_coco17_tpu-8",
+                (_D1, "centernet_resnet50_v1_fpn_512x512_kpts_coco17_tpu-8"),
+                base_config="centernet_resnet50_v1_fpn_512x512.config"),
+    *_centernet("CenterNet Resnet101 V1 FPN", 512, _D1, "centernet_resnet101_v1_fpn_512x512_coco17_tpu-8"),
+    *_centernet("CenterNet Resnet50 V2", 512, _D1, "centernet_resnet50_v2_512x512_coco17_tpu-8",
+                (_D1, "centernet_resnet50_v2_512x512_kpts_coco17_tpu-8")),
+    *_centernet("CenterNet MobileNetV2 FPN", 512, _D3, "centernet_mobilenetv2fpn_512x512_coco17_od",
+                (_D3, "centernet_mobilenetv2fpn_512x512_coco17_kpts")),
+    # EfficientDet D0-D7: one naming rule, the input side grows with the index.
+    *(_m(f"EfficientDet D{d} {side}x{side}", _D1, f"efficientdet_d{d}_coco17_tpu-32", "ssd", side,
+         base_config="ssd_efficientdet_d0_512x512.config" if d == 0 else None)
+      for d, side in enumerate((512, 640, 768, 896, 1024, 1280, 1280, 1536))),
     _m("SSD MobileNet v2 320x320", _D1, "ssd_mobilenet_v2_320x320_coco17_tpu-8", "ssd", 320),
     _m("SSD MobileNet V1 FPN 640x640", _D1, "ssd_mobilenet_v1_fpn_640x640_coco17_tpu-8", "ssd", 640),
     _m("SSD MobileNet V2 FPNLite 320x320", _D1, "ssd_mobilenet_v2_fpnlite_320x320_coco17_tpu-8", "ssd", 320,
