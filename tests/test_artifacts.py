@@ -70,9 +70,10 @@ def s3world(moto_endpoint, metadata, tmp_path, monkeypatch):
     training.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARTIFACTS_"))}
     env.pop("RUN_ID", None)
+    env.pop("RUN_NAME", None)
     env.update(PYTHONPATH=str(ROOT), AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
                AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
-               ECS_CONTAINER_METADATA_URI_V4=metadata, ARTIFACTS_TARGET=f"s3://{BUCKET}/runs",
+               ECS_CONTAINER_METADATA_URI_V4=metadata, ARTIFACTS_TARGET=f"s3://{BUCKET}",
                ARTIFACTS_DIRS=f"{training}:{export}", ARTIFACTS_INTERVAL="0.2",
                ARTIFACTS_MANIFEST=str(tmp_path / "manifest.json"), ARTIFACTS_RETRY_DELAY="0.05")
     return {"s3": s3, "puts": puts, "training": training, "export": export, "env": env}
@@ -102,7 +103,7 @@ def keys(s3) -> dict[str, bytes]:
     return out
 
 
-def test_files_appear_under_the_run_id_and_only_changed_files_are_uploaded_again(s3world):
+def test_files_appear_under_the_run_folder_and_only_changed_files_are_uploaded_again(s3world):
     s3, puts, training = s3world["s3"], s3world["puts"], s3world["training"]
     files = {"pipeline.config": b"model { ssd {} }", "ckpt-1.index": b"index", "checkpoint": b'path: "ckpt-1"',
              "train/events.out.tfevents.1": b"events"}
@@ -152,7 +153,7 @@ def test_sigterm_syncs_once_more_with_a_file_written_just_before(s3world):
 def test_upload_failures_are_retried_and_reported_never_fatal(s3world):
     s3, training = s3world["s3"], s3world["training"]
     (training / "ckpt-1.index").write_bytes(b"one")
-    env = {**s3world["env"], "ARTIFACTS_TARGET": "s3://tfod-late/runs", "ARTIFACTS_RETRIES": "1"}
+    env = {**s3world["env"], "ARTIFACTS_TARGET": "s3://tfod-late", "ARTIFACTS_RETRIES": "1"}
     sidecar = Sidecar(env)  # its bucket does not exist yet
     try:
         sidecar.until("a reported failure", lambda: any("upload failed" in line for line in sidecar.err))
@@ -174,22 +175,57 @@ def test_manifest_survives_a_restart(s3world, monkeypatch, capsys):
     for name, value in s3world["env"].items():
         monkeypatch.setenv(name, value)
     (training / "a.txt").write_text("a")
-    assert artifacts.main(["sync", "--once", "--run_id", "r1"]) == 0
-    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0  # the old spelling still works
+    assert artifacts.main(["sync", "--once", "--run_name", "r1"]) == 0
+    assert artifacts.main(["sync", "--once", "--run-id", "r1"]) == 0  # the old flag still works, with a warning
     assert puts["runs/r1/training/a.txt"] == 1
-    assert "final sync: 0 uploaded (0 B), 1 unchanged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "final sync: 0 uploaded (0 B), 1 unchanged" in err
+    assert "warning: --run_id is the old name of --run_name" in err
     assert set(keys(s3)) == {"runs/r1/training/a.txt"}
 
 
-def test_run_id_from_the_metadata_endpoint_then_fallbacks(metadata, monkeypatch, capsys):
+def test_run_name_from_the_environment_the_metadata_endpoint_then_fallbacks(metadata, monkeypatch, capsys):
+    monkeypatch.delenv("RUN_NAME", raising=False)
+    monkeypatch.delenv("RUN_ID", raising=False)
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata)
-    assert artifacts.run_id() == TASK_ID
-    assert artifacts.run_id("given") == "given"
+    assert artifacts.run_name() == TASK_ID
+    assert artifacts.run_name("given") == "given"
+    monkeypatch.setenv("RUN_ID", "old-id")
+    assert artifacts.run_name() == "old-id"
+    assert "warning: RUN_ID is the old name of RUN_NAME" in capsys.readouterr().err
+    monkeypatch.setenv("RUN_NAME", "shapes-1")
+    assert artifacts.run_name() == "shapes-1"
+    monkeypatch.setenv("RUN_NAME", "a/b")
+    with pytest.raises(artifacts.UserError, match="RUN_NAME 'a/b' is not a valid run name"):
+        artifacts.run_name()
+    monkeypatch.delenv("RUN_NAME")
+    monkeypatch.delenv("RUN_ID")
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", metadata + "/nope")
-    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_id(timeout=1))
+    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_name(timeout=1))
     assert "no task id from the ECS metadata endpoint" in capsys.readouterr().err
     monkeypatch.delenv("ECS_CONTAINER_METADATA_URI_V4")
-    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_id())
+    assert re.fullmatch(r".+-\d{8}T\d{6}Z", artifacts.run_name())
+
+
+def test_the_newest_checkpoint_goes_first_then_its_state_file_then_the_rest(s3world, tmp_path):
+    """The order of one round's uploads: what a two-minute notice saves first."""
+    training, export = s3world["training"], s3world["export"]
+    export.mkdir()
+    files = ["ckpt-3.index", "ckpt-3.data-00000-of-00002", "ckpt-3.data-00001-of-00002", "ckpt-6.index",
+             "ckpt-6.data-00000-of-00002", "ckpt-6.data-00001-of-00002",
+             "ckpt-9.data-00000-of-00002",  # still being written: no .index, not the newest complete one
+             "checkpoint", "pipeline.config", "train/events.out.tfevents.1", "aaa.json"]
+    for name in files:
+        (training / name).parent.mkdir(parents=True, exist_ok=True)
+        (training / name).write_bytes(b"x")
+    (export / "export.json").write_text("{}")
+    syncer = artifacts.Syncer(None, BUCKET, "runs/r", [training, export], tmp_path / "m.json")
+    order = [key.removeprefix("runs/r/") for _path, key in syncer.files()]
+    assert order[:4] == ["training/ckpt-6.data-00000-of-00002", "training/ckpt-6.data-00001-of-00002",
+                         "training/ckpt-6.index", "training/checkpoint"]
+    assert sorted(order[4:]) == sorted([f"training/{n}" for n in files if n not in
+                                        {"ckpt-6.index", "ckpt-6.data-00000-of-00002", "ckpt-6.data-00001-of-00002",
+                                         "checkpoint"}] + ["exported_model/export.json"])
 
 
 def test_missing_target_is_a_one_line_error(monkeypatch, capsys):

@@ -1,32 +1,36 @@
 """The artifacts sidecar: copy the training and export directories to S3 while training runs.
 
     python -m tfodkit.artifacts sync [--target s3://bucket[/prefix]] [--dir DIR ...] [--interval SEC]
-                                     [--run_id ID] [--manifest PATH] [--retries N] [--once]
+                                     [--run_name NAME] [--manifest PATH] [--retries N] [--once]
 
 Every ``--interval`` seconds, and once more on SIGTERM (ECS sends it when the
-training container exits) or SIGINT, each directory is copied to
-``<target>/<run id>/<directory name>/``: with the defaults
-``s3://bucket/<task id>/training/...`` and ``s3://bucket/<task id>/exported_model/...``.
+training container exits) or SIGINT, each directory is copied to the run's
+folder (tfodkit/runs.py): ``<target>/runs/<run name>/<directory name>/``, with
+the defaults ``.../training/...`` and ``.../exported_model/...``.
 Only files whose size or modification time changed since their last successful
 upload are sent; a local JSON manifest remembers them, so a restarted sidecar
-does not send everything again. ``checkpoint`` index files go after the
-checkpoint shards they name. A failed upload is retried (with back-off), then
-reported and tried again in the next round: it never stops the sidecar or the
-training. Exit status: 0 when the final sync uploaded everything, 1 otherwise.
+does not send everything again. Each round sends the newest checkpoint's files
+first (its data shards, then its ``.index``, then TensorFlow's ``checkpoint``
+state file), then the rest: on a spot reclaim the final sync has the two-minute
+notice at most, and the checkpoint a relaunch resumes from matters most. A
+failed upload is retried (with back-off), then reported and tried again in the
+next round: it never stops the sidecar or the training. Exit status: 0 when the
+final sync uploaded everything, 1 otherwise.
 
-Run id: ``--run_id`` / ``RUN_ID`` when given; else the ECS task id, the last
-segment of ``TaskARN`` from ``$ECS_CONTAINER_METADATA_URI_V4/task``; else
+Run name: ``--run_name`` / ``RUN_NAME`` (runtask.sh sets it); ``RUN_ID``, its
+old name, still works with a warning; else the ECS task id, the last segment of
+``TaskARN`` from ``$ECS_CONTAINER_METADATA_URI_V4/task``; else
 ``<hostname>-<UTC timestamp>``.
 
 Every flag has an environment variable (flags win):
 ``ARTIFACTS_TARGET`` (required), ``ARTIFACTS_DIRS`` (directories separated by
 ``:``; default ``experiments/training:experiments/exported_model``),
-``ARTIFACTS_INTERVAL`` (seconds, default 60), ``RUN_ID``,
-``ARTIFACTS_MANIFEST`` (default ``$TMPDIR/tfodkit-artifacts-<run id>.json``),
+``ARTIFACTS_INTERVAL`` (seconds, default 60), ``RUN_NAME``,
+``ARTIFACTS_MANIFEST`` (default ``$TMPDIR/tfodkit-artifacts-<run name>.json``),
 ``ARTIFACTS_RETRIES`` (extra tries per file, default 3),
 ``ARTIFACTS_RETRY_DELAY`` (first back-off in seconds, doubled each try; default 2).
-boto3 takes credentials and region from the task role and ``AWS_*`` variables
-(``AWS_ENDPOINT_URL`` included).
+boto3 (tfodkit/s3.py) takes credentials and region from the task role and
+``AWS_*`` variables (``AWS_ENDPOINT_URL`` included).
 """
 
 from __future__ import annotations
@@ -41,15 +45,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfodkit import runs, s3
 from tfodkit.errors import ArgumentParser, UserError, cli
 from tfodkit.fsutil import write_text_atomic
-from tfodkit.s3 import parse_s3_uri
 from tfodkit.settings import env_number
 
 DEFAULT_DIRS = "experiments/training:experiments/exported_model"
@@ -60,29 +62,26 @@ def log(message: str) -> None:
     print(f"artifacts: {message}", file=sys.stderr, flush=True)
 
 
-def parse_target(uri: str) -> tuple[str, str]:
-    """s3://bucket[/prefix] -> (bucket, prefix without slashes), by the toolkit's one S3 URI parser."""
+def parse_target(uri: str) -> s3.S3Uri:
+    """s3://bucket[/prefix], by the toolkit's one S3 URI parser."""
     try:
-        target = parse_s3_uri(uri, "target")
+        return s3.parse_s3_uri(uri, "target")
     except UserError as exc:
         raise UserError(exc.what, "set ARTIFACTS_TARGET or --target to s3://<bucket>[/<prefix>], e.g. "
                         "s3://my-artifacts-bucket") from None
-    return target.bucket, target.key.strip("/")
 
 
-def run_id(explicit: str | None = None, timeout: float = 2.0) -> str:
-    """The explicit id, else the ECS task id from the metadata endpoint, else <hostname>-<timestamp>."""
-    if explicit:
-        return explicit
-    base = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
-    if base:
-        try:
-            with urllib.request.urlopen(f"{base.rstrip('/')}/task", timeout=timeout) as resp:
-                arn = json.load(resp)["TaskARN"]
-            return arn.rsplit("/", 1)[-1]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log(f"warning: no task id from the ECS metadata endpoint ({exc}); using hostname and time")
-    return f"{socket.gethostname()}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"  # noqa: UP017
+def run_name(explicit: str | None = None, timeout: float = 2.0) -> str:
+    """The explicit name, else RUN_NAME, else RUN_ID (its old name, with a warning), else the ECS task id
+    from the metadata endpoint, else <hostname>-<timestamp>."""
+    name = explicit or os.environ.get("RUN_NAME", "").strip()
+    if not name and os.environ.get("RUN_ID", "").strip():
+        name = os.environ["RUN_ID"].strip()
+        log("warning: RUN_ID is the old name of RUN_NAME; set RUN_NAME (RUN_ID will go in a later release)")
+    if name:
+        return runs.check_name(name)
+    task = runs.ecs_task_id(timeout, warn=lambda m: log(f"warning: {m}; using hostname and time"))
+    return task or f"{socket.gethostname()}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}"  # noqa: UP017
 
 
 @dataclass
@@ -94,7 +93,7 @@ class Round:
 
 
 class Syncer:
-    """Uploads changed files of some directories under s3://bucket/prefix/run_id/<dir name>/."""
+    """Uploads changed files of some directories under s3://bucket/prefix/<dir name>/ (prefix: the run's folder)."""
 
     def __init__(self, client, bucket: str, prefix: str, dirs: Sequence[Path], manifest: Path,
                  retries: int = 3, retry_delay: float = 2.0):
@@ -117,14 +116,22 @@ class Syncer:
         write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=0, sort_keys=True))
 
     def files(self) -> Iterator[tuple[Path, str]]:
-        """(local file, S3 key); TFOD's `checkpoint` index after the shards it points to."""
+        """(local file, S3 key): first the newest checkpoint of each directory (data shards, .index, then
+        TensorFlow's `checkpoint` state file, which names it), then everything else."""
+        first: list[tuple[Path, str]] = []
+        rest: list[tuple[Path, str]] = []
         for d in self.dirs:
             if not d.is_dir():
                 continue
-            found = [p for p in d.rglob("*") if p.is_file() and not p.is_symlink()]
-            for p in sorted(found, key=lambda p: (p.name == "checkpoint", str(p))):
-                key = "/".join(x for x in (self.prefix, d.name, p.relative_to(d).as_posix()) if x)
-                yield p, key
+            found = {p.relative_to(d).as_posix(): p for p in d.rglob("*") if p.is_file() and not p.is_symlink()}
+            newest = runs.newest_complete(found)
+            priority = [*newest.files[1:], newest.files[0]] if newest else []  # files[0] is the .index
+            priority += ["checkpoint"] if "checkpoint" in found else []
+            for rel in priority + sorted(set(found) - set(priority)):
+                item = (found[rel], "/".join(x for x in (self.prefix, d.name, rel) if x))
+                (first if rel in priority else rest).append(item)
+        yield from first
+        yield from rest
 
     def _upload(self, path: Path, key: str) -> str | None:
         """None when uploaded, else the last error."""
@@ -181,15 +188,16 @@ def run(args: argparse.Namespace) -> int:
     target = args.target or os.environ.get("ARTIFACTS_TARGET")
     if not target:
         raise UserError("no S3 target", "set ARTIFACTS_TARGET=s3://<bucket>[/<prefix>] or pass --target")
-    bucket, prefix = parse_target(target)
+    base = parse_target(target)
     dirs = args.dir or [d for d in (os.environ.get("ARTIFACTS_DIRS") or DEFAULT_DIRS).split(":") if d]
     interval = args.interval if args.interval is not None else \
         env_number("ARTIFACTS_INTERVAL", DEFAULT_INTERVAL, positive=True, unit="seconds")
     retries = args.retries if args.retries is not None else \
         int(env_number("ARTIFACTS_RETRIES", 3, minimum=0, integer=True))
-    rid = run_id(args.run_id or os.environ.get("RUN_ID"))
+    name = run_name(args.run_name)
+    folder = runs.layout(base, name).root
     manifest = Path(args.manifest or os.environ.get("ARTIFACTS_MANIFEST")
-                    or Path(tempfile.gettempdir()) / f"tfodkit-artifacts-{rid}.json")
+                    or Path(tempfile.gettempdir()) / f"tfodkit-artifacts-{name}.json")
 
     stop = threading.Event()
 
@@ -199,22 +207,19 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _loop(args, bucket, prefix, rid, dirs, interval, retries, manifest, stop)
+        return _loop(args, folder, name, dirs, interval, retries, manifest, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
-def _loop(args: argparse.Namespace, bucket: str, prefix: str, rid: str, dirs: list[str], interval: float,
+def _loop(args: argparse.Namespace, folder: s3.S3Uri, name: str, dirs: list[str], interval: float,
           retries: int, manifest: Path, stop: threading.Event) -> int:
-    import boto3
-
-    client = boto3.client("s3")
-    syncer = Syncer(client, bucket, "/".join(x for x in (prefix, rid) if x), [Path(d) for d in dirs], manifest,
+    syncer = Syncer(s3.client(), folder.bucket, folder.key, [Path(d) for d in dirs], manifest,
                     retries=max(0, retries),
                     retry_delay=env_number("ARTIFACTS_RETRY_DELAY", 2.0, minimum=0, unit="seconds"))
-    dest = f"s3://{bucket}/{syncer.prefix}/"
-    log(f"run {rid}: {', '.join(dirs)} -> {dest} every {interval:g} s (manifest {manifest})")
+    dest = runs.uri_text(folder)
+    log(f"run {name}: {', '.join(dirs)} -> {dest} every {interval:g} s (manifest {manifest})")
     n = 0
     while True:
         final = stop.is_set() or args.once
@@ -239,12 +244,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"default {DEFAULT_DIRS})")
     p.add_argument("--interval", type=float, help=f"seconds between syncs (env ARTIFACTS_INTERVAL, default "
                    f"{DEFAULT_INTERVAL:g})")
-    p.add_argument("--run_id", "--run-id", dest="run_id",
-                   help="folder under the target (env RUN_ID; default the ECS task id; --run-id is its old spelling)")
+    p.add_argument("--run_name", "--run-name", dest="run_name",
+                   help="the run: its folder is <target>/runs/<name>/ (env RUN_NAME; default the ECS task id)")
+    p.add_argument("--run_id", "--run-id", dest="run_id", help=argparse.SUPPRESS)  # the old name of --run_name
     p.add_argument("--manifest", help="local JSON of what was uploaded (env ARTIFACTS_MANIFEST)")
     p.add_argument("--retries", type=int, help="extra tries per file (env ARTIFACTS_RETRIES, default 3)")
     p.add_argument("--once", action="store_true", help="sync once and exit")
     args = parser.parse_args(argv)
+    if args.run_id and not args.run_name:
+        log("warning: --run_id is the old name of --run_name; use --run_name (--run_id will go in a later release)")
+        args.run_name = args.run_id
     return run(args)
 
 

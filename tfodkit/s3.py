@@ -72,10 +72,12 @@ def parse_s3_uri(uri: str, what: str = "S3 URI", need_key: bool = False) -> S3Ur
     return S3Uri(bucket, key)
 
 
-def client(**kwargs: Any):
-    """A boto3 S3 client configured from the environment (AWS_ENDPOINT_URL included)."""
+def client(profile: str | None = None, **kwargs: Any):
+    """A boto3 S3 client configured from the environment (AWS_ENDPOINT_URL included), or from ``profile``."""
     import boto3
 
+    if profile:
+        return boto3.Session(profile_name=profile).client("s3", **kwargs)
     return boto3.client("s3", **kwargs)
 
 
@@ -139,6 +141,55 @@ def _objects(s3, uri: S3Uri) -> Iterator[dict]:
                 yield {**obj, "Relative": obj["Key"][len(prefix):]}
 
 
+def exists(uri: str | S3Uri, s3=None) -> bool:
+    """Is there an object at ``uri``? (False for a missing object; other errors are raised.)"""
+    uri = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri, need_key=True)
+    from botocore.exceptions import ClientError
+
+    s3 = s3 or client()
+    try:
+        s3.head_object(Bucket=uri.bucket, Key=uri.key)
+        return True
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise _failure("check of", uri, exc) from None
+    except _aws_errors() as exc:
+        raise _failure("check of", uri, exc) from None
+
+
+def list_prefix(uri: str | S3Uri, s3=None) -> list[tuple[str, int]]:
+    """(path relative to the prefix, size) of every object under the prefix ``uri``; [] when there is none."""
+    uri = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri)
+    s3 = s3 or client()
+    try:
+        return [(obj["Relative"], obj["Size"]) for obj in _objects(s3, uri)]
+    except _aws_errors() as exc:
+        raise _failure("listing of", uri, exc) from None
+
+
+def download_prefix(uri: str | S3Uri, dest: Path, s3=None, skip: Callable[[str], bool] | None = None) -> list[str]:
+    """Every object under the prefix ``uri`` (but those whose relative path ``skip`` accepts) into ``dest``.
+
+    Unlike :func:`sync_down` nothing local is removed and an empty prefix is no
+    error; returns the relative paths downloaded.
+    """
+    uri = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri)
+    dest = Path(dest)
+    s3 = s3 or client()
+    done: list[str] = []
+    try:
+        for obj in _objects(s3, uri):
+            if skip and skip(obj["Relative"]):
+                continue
+            _download_atomic(s3, S3Uri(uri.bucket, obj["Key"]), dest / obj["Relative"],
+                             obj["LastModified"].timestamp())
+            done.append(obj["Relative"])
+    except _aws_errors() as exc:
+        raise _failure("download of", uri, exc) from None
+    return done
+
+
 def sync_down(uri: str | S3Uri, dest: Path, s3=None, log: Callable[[str], None] | None = None) -> list[str]:
     """Make ``dest`` a copy of everything under the prefix ``uri``; returns the relative paths.
 
@@ -181,15 +232,24 @@ def sync_down(uri: str | S3Uri, dest: Path, s3=None, log: Callable[[str], None] 
     return sorted(wanted)
 
 
-def upload_dir(local: Path, uri: str | S3Uri, s3=None) -> int:
-    """Every file under ``local`` to ``uri``/<relative path>; returns the number of files."""
+def upload_dir(local: Path, uri: str | S3Uri, s3=None, changed_only: bool = False) -> int:
+    """Every file under ``local`` to ``uri``/<relative path>; returns the number of files sent.
+
+    With ``changed_only`` a file is not sent when the object already there has
+    its size and is not older than it (the artifacts sidecar sent it).
+    """
     uri = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri)
     local = Path(local)
     s3 = s3 or client()
     count = 0
     try:
+        there = {o["Relative"]: o for o in _objects(s3, uri)} if changed_only else {}
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), uri.bucket, uri.join(path.relative_to(local).as_posix()).key)
+            rel = path.relative_to(local).as_posix()
+            st, obj = path.stat(), there.get(rel)
+            if obj and obj["Size"] == st.st_size and obj["LastModified"].timestamp() >= st.st_mtime:
+                continue
+            s3.upload_file(str(path), uri.bucket, uri.join(rel).key)
             count += 1
     except _aws_errors() as exc:
         raise _failure("upload to", uri, exc) from None

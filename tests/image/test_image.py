@@ -191,7 +191,7 @@ def test_the_sidecar_uploads_every_file_of_the_training_volume_on_docker_stop(im
     # --network host: the container reaches the moto server on the host's 127.0.0.1.
     name, sidecar = docker_run(["--rm", "--network", "host", "-v", f"{training}:/opt/tfod/experiments/training",
                                 *env, "-e", f"AWS_ENDPOINT_URL={endpoint}", "-e", "ARTIFACTS_TARGET=s3://artifacts/r",
-                                "-e", "RUN_ID=run1", "-e", "ARTIFACTS_DIRS=experiments/training",
+                                "-e", "RUN_NAME=run1", "-e", "ARTIFACTS_DIRS=experiments/training",
                                 "-e", "ARTIFACTS_INTERVAL=3600", "--entrypoint", "python", image,
                                 "-m", "tfodkit.artifacts", "sync"])
     sidecar.saw("round 1:", where="out", timeout=120)
@@ -200,6 +200,6 @@ def test_the_sidecar_uploads_every_file_of_the_training_volume_on_docker_stop(im
     assert subprocess.run(["docker", "stop", name], capture_output=True).returncode == 0
     rc = finish(name, sidecar, timeout=60)
     assert rc == 0, sidecar.stdout
-    listed = s3.list_objects_v2(Bucket="artifacts", Prefix="r/run1/training/").get("Contents", [])
-    uploaded = {o["Key"].removeprefix("r/run1/training/") for o in listed}
+    listed = s3.list_objects_v2(Bucket="artifacts", Prefix="r/runs/run1/training/").get("Contents", [])
+    uploaded = {o["Key"].removeprefix("r/runs/run1/training/") for o in listed}
     assert uploaded == {*files, "ckpt-4.index"}, sidecar.stdout
