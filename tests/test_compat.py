@@ -100,18 +100,6 @@ def test_decoder_fails_without_control_flow_shim(raccoon_record):
 IMPORT_TRAIN_PATH = "import tfodkit.compat\nimport object_detection.model_lib_v2\nprint('ok')"
 
 
-def test_training_code_path_imports():
-    out = run_python(IMPORT_TRAIN_PATH)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ok"
-
-
-def test_training_code_path_needs_estimator_shim():
-    out = run_python(IMPORT_TRAIN_PATH, env={"TFODKIT_COMPAT_DISABLE": "estimator"})
-    assert out.returncode != 0
-    assert "estimator" in out.stderr
-
-
 KERAS = "import tfodkit.compat\nimport tensorflow as tf\nprint(tf.keras.__name__.split('.')[0])"
 
 
@@ -146,18 +134,6 @@ DEEPMAC = ("import tfodkit.compat\nfrom object_detection.meta_architectures impo
            "import tensorflow as tf\nprint(d.tfio.experimental.color.rgb_to_lab(tf.ones([1, 2, 2, 3])).shape)")
 
 
-def test_deepmac_imports_with_lab_conversion():
-    out = run_python(DEEPMAC)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "(1, 2, 2, 3)"
-
-
-def test_deepmac_needs_tensorflow_io_shim():
-    out = run_python(DEEPMAC, env={"TFODKIT_COMPAT_DISABLE": "tensorflow_io"})
-    assert out.returncode != 0
-    assert "No module named 'tensorflow_io'" in out.stderr
-
-
 DRAW = """
 import tfodkit.compat
 import numpy as np
@@ -167,18 +143,6 @@ vu.draw_bounding_box_on_image_array(labelled, 0.2, 0.2, 0.8, 0.8, color="red", d
 vu.draw_bounding_box_on_image_array(plain, 0.2, 0.2, 0.8, 0.8, color="red", display_str_list=[])
 print(int(plain.sum() > 0), int((labelled != plain).any()))  # the box, and the label (sized with getsize) on it
 """
-
-
-def test_tfod_draws_labelled_boxes_with_current_pillow():
-    out = run_python(DRAW)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "1 1"
-
-
-def test_drawing_needs_pillow_getsize_shim():
-    out = run_python(DRAW, env={"TFODKIT_COMPAT_DISABLE": "pillow_getsize"})
-    assert out.returncode != 0
-    assert "getsize" in out.stderr
 
 
 def test_unknown_shim_name_is_rejected():
@@ -240,13 +204,27 @@ print(round(m["DetectionBoxes_PerformanceByCategory/mAP/cat"], 3))
 """
 
 
-def test_tfod_per_category_metrics_work():
-    out = run_python(PER_CATEGORY)
+# A TFOD code path run in a fresh interpreter: (its code, the last line it prints with every shim, the shim it
+# needs, what its error says when TFODKIT_COMPAT_DISABLE names that shim).
+CODE_PATHS = {
+    "training_imports": (IMPORT_TRAIN_PATH, "ok", "estimator", "estimator"),
+    "labelled_boxes_drawn": (DRAW, "1 1", "pillow_getsize", "getsize"),
+    "deepmac_lab_conversion": (DEEPMAC, "(1, 2, 2, 3)", "tensorflow_io", "No module named 'tensorflow_io'"),
+    "per_category_metrics": (PER_CATEGORY, "1.0", "coco_category_stats", "Category stats do not exist"),
+}
+
+
+@pytest.mark.parametrize("path", list(CODE_PATHS))
+def test_the_tfod_code_path_works_with_the_shims(path):
+    code, printed, _, _ = CODE_PATHS[path]
+    out = run_python(code)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "1.0"
+    assert out.stdout.strip().splitlines()[-1] == printed
 
 
-def test_tfod_per_category_metrics_need_the_category_stats_shim():
-    out = run_python(PER_CATEGORY, env={"TFODKIT_COMPAT_DISABLE": "coco_category_stats"})
+@pytest.mark.parametrize("path", list(CODE_PATHS))
+def test_the_tfod_code_path_fails_without_its_shim(path):
+    code, _, shim, error = CODE_PATHS[path]
+    out = run_python(code, env={"TFODKIT_COMPAT_DISABLE": shim})
     assert out.returncode != 0
-    assert "Category stats do not exist" in out.stderr
+    assert error in out.stderr, out.stderr[-2000:]
