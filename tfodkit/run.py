@@ -1,4 +1,4 @@
-"""train.sh's run: fetch, readconfig, train, evaluate, export (and upload), recorded in run.json.
+"""train.sh's run: (restore,) fetch, readconfig, train, evaluate, export (and upload), recorded in run.json.
 
     ./train.sh <models_dir> <training_dir> <exported_model_dir> <records_dir|s3://...> "<zoo model>" \\
         [<training.config|s3://...>] [<hparams.json|s3://...>]
@@ -14,6 +14,12 @@ exactly the one that is running.
 
 Paths on the command line are relative to the current directory; the
 toolkit's own files (readconfig.py, configs/) are found beside this package.
+
+A named run (``ARTIFACTS_TARGET`` and ``RUN_NAME``, tfodkit/runs.py) survives
+the loss of its machine: on a training dir without a checkpoint the run's
+``training/`` folder is first restored from S3 (training resumes at its newest
+complete checkpoint), a run whose export is already in S3 trains nothing, and
+the end of the run uploads both directories to the same folders.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfodkit import runlog, s3, zoo
+from tfodkit import runlog, runs, s3, zoo
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
 from tfodkit.paths import ROOT
 from tfodkit.settings import env_number
@@ -60,7 +66,14 @@ environment:
   TFOD_EXPORT_TFLITE=1     also write <exported_model_dir>/tflite/model.tflite (SSD models)
   TFOD_ALLOW_CPU=1         train on the CPU even when the machine has NVIDIA GPUs that TensorFlow
                            cannot see (default: stop before training, with the reason)
-  ARTIFACTS_URI            s3://bucket/prefix: copy training_dir and exported_model_dir there at the end
+  ARTIFACTS_TARGET         s3://bucket[/prefix], with RUN_NAME: the run's folders are
+                           <target>/runs/<RUN_NAME>/training/ and .../exported_model/. With no
+                           checkpoint in training_dir, training/ is first restored from there
+                           (resuming at the newest complete checkpoint); a run already exported
+                           there trains nothing; at the end both directories are uploaded there
+  RUN_NAME                 the run's name (letters, digits, - and _); needed with ARTIFACTS_TARGET
+                           (in an ECS task, the task id when unset)
+  ARTIFACTS_URI            the old name of ARTIFACTS_TARGET (a warning; the runs/<RUN_NAME>/ layout)
   TFODKIT_PYTHON           Python with the toolkit's dependencies (default: .venv/bin/python
                            beside train.sh, else python3; PYTHON, its old name, still works)
   AWS_ENDPOINT_URL, AWS_PROFILE, ...  S3 access, as for the aws CLI (boto3)
@@ -73,7 +86,8 @@ step's status.
 
 # The variables this module reads (each documented in USAGE_TEXT; read only through variable()).
 VARIABLES = ("TENSORBOARD", "TENSORBOARD_PORT", "TFOD_NUM_GPUS", "TFOD_CROSS_DEVICE_OPS", "TFOD_CPU_REPLICAS",
-             "TFOD_FROM_SCRATCH", "TFOD_PRETRAINED_DIR", "TFOD_EXPORT_TFLITE", "ARTIFACTS_URI")
+             "TFOD_FROM_SCRATCH", "TFOD_PRETRAINED_DIR", "TFOD_EXPORT_TFLITE", "ARTIFACTS_TARGET", "RUN_NAME",
+             "ARTIFACTS_URI")
 
 
 def variable(name: str, default: str = "") -> str:
@@ -112,7 +126,8 @@ class Plan:
     pretrained_dir: Path | None
     tflite: bool
     tensorboard_port: int | None  # None: TensorBoard off
-    artifacts: s3.S3Uri | None
+    artifacts: runs.Layout | None  # the run's S3 folders (ARTIFACTS_TARGET and RUN_NAME)
+    warnings: list[str]  # printed when the run starts
 
 
 def _local_file(text: str, what: str, flag_hint: str) -> None:
@@ -175,14 +190,36 @@ def plan(argv: Sequence[str]) -> Plan | None:
         raise UserError(f"TFOD_PRETRAINED_DIR={pretrained} is not a directory", "give an extracted zoo model folder")
     board = _switch("TENSORBOARD", "1")
     port = env_number("TENSORBOARD_PORT", 6006, minimum=1, integer=True) if board else None
-    artifacts = variable("ARTIFACTS_URI")
+    artifacts, warnings = _artifacts()
     return Plan(
         models_dir=Path(models_dir), training_dir=Path(training_dir).absolute(),
         export_dir=Path(export_dir).absolute(), records=records, model=model, config=config, hparams=hparams,
         argv=list(args.arguments), num_gpus=num_gpus, cpu_replicas=cpu_replicas,
         cross_device_ops=variable("TFOD_CROSS_DEVICE_OPS", "nccl"), from_scratch=_switch("TFOD_FROM_SCRATCH"),
         pretrained_dir=Path(pretrained).absolute() if pretrained else None, tflite=_switch("TFOD_EXPORT_TFLITE"),
-        tensorboard_port=port, artifacts=s3.parse_s3_uri(artifacts, "ARTIFACTS_URI") if artifacts else None)
+        tensorboard_port=port, artifacts=artifacts, warnings=warnings)
+
+
+def _artifacts() -> tuple[runs.Layout | None, list[str]]:
+    """The run's S3 folders from ARTIFACTS_TARGET (or ARTIFACTS_URI, its old name) and RUN_NAME; warnings."""
+    target, what, warnings = variable("ARTIFACTS_TARGET"), "ARTIFACTS_TARGET", []
+    old = variable("ARTIFACTS_URI")
+    if old and not target:
+        target, what = old, "ARTIFACTS_URI"
+    if not target:
+        return None, warnings
+    base = s3.parse_s3_uri(target, what)
+    name = variable("RUN_NAME") or runs.ecs_task_id(warn=lambda m: warnings.append(f"warning: {m}"))
+    if not name:
+        raise UserError(f"{what} is set but RUN_NAME is not",
+                        f"set RUN_NAME=<name>: the run's artifacts go to {target.rstrip('/')}/runs/<name>/")
+    lay = runs.layout(base, runs.check_name(name))
+    if what == "ARTIFACTS_URI":
+        warnings.append(f"warning: ARTIFACTS_URI is the old name of ARTIFACTS_TARGET; set ARTIFACTS_TARGET instead "
+                        f"(this run's artifacts go to {runs.uri_text(lay.root)})")
+    elif old:
+        warnings.append("warning: ARTIFACTS_URI is ignored: ARTIFACTS_TARGET is set")
+    return lay, warnings
 
 
 @dataclass
@@ -423,24 +460,55 @@ def fetch(p: Plan) -> Inputs:
 
 
 def upload_artifacts(p: Plan) -> None:
+    """Both directories to the run's folders; what the sidecar already sent (same size, not older) is skipped."""
     client = s3.client()
-    for local, name in ((p.training_dir, "training"), (p.export_dir, "exported_model")):
-        dest = p.artifacts.join(name)
-        count = s3.upload_dir(local, dest, client)
-        log(f"artifacts: {count} files of {local} -> {dest}")
+    for local, dest in ((p.training_dir, p.artifacts.training), (p.export_dir, p.artifacts.exported_model)):
+        count = s3.upload_dir(local, dest, client, changed_only=True) if local.is_dir() else 0
+        log(f"artifacts: {count} changed files of {local} -> {runs.uri_text(dest)}")
+
+
+def restore(p: Plan) -> str | None:
+    """Before a run on a training dir with no checkpoint: why nothing is to be done (the run is exported in
+    S3), else None after restoring training/ from the run's S3 folder (when there is one)."""
+    client = s3.client()
+    if runs.exported(p.artifacts, client):
+        return (f"run {p.artifacts.name} is already exported: {p.artifacts.export_json} (use another RUN_NAME to "
+                "train again)")
+    runs.restore(p.artifacts, p.training_dir, client, log=log)
+    return None
 
 
 # ----------------------------------------------------------------------------- main
 
 def execute(p: Plan) -> int:
+    for warning in p.warnings:
+        print(warning, file=sys.stderr, flush=True)
+    restoring = p.artifacts is not None and not runs.local_checkpoints(p.training_dir)
     p.training_dir.mkdir(parents=True, exist_ok=True)
     p.export_dir.parent.mkdir(parents=True, exist_ok=True)
     research = p.models_dir / "research"
     if (research / "object_detection").is_dir():
         log(f"using TFOD from {research.absolute()}")
-    previous = runlog.load(p.training_dir)
     with Run(p) as run:
+        restored: dict = {}
+        if restoring:  # before run.json is read: the restored one is this run's previous record
+            t0 = time.monotonic()
+            try:
+                status = run._run_here(lambda: restored.update(done=restore(p)))
+            except Interrupted:
+                status = run.signal_status()
+            if run.received is not None:
+                status = run.signal_status()
+            if status != 0:
+                return status
+            if restored["done"]:
+                log(f"nothing to train: {restored['done']}")
+                return 0
+            restored["seconds"] = time.monotonic() - t0
+        previous = runlog.load(p.training_dir)
         runlog.start(p.training_dir, p.model.name, p.argv)
+        if restoring:
+            runlog.step(p.training_dir, "restore", 0, restored["seconds"])
         try:
             fetched: list[Inputs] = []
             run.step("fetch", lambda: fetched.append(fetch(p)))
