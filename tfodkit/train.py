@@ -40,6 +40,9 @@ from tfodkit.progress import speed_text
 from tfodkit.settings import CHECKPOINT_EVERY_N, check_batch_size
 
 CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
+# A chunk of steps also ends at every multiple of this, where model_main_tf2 ends its chunks: both tools'
+# TensorBoard then has points (wall times, losses) at the same steps, for comparing runs (bench/train.py).
+ALIGN_STEPS = 100
 SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
@@ -269,12 +272,13 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = CHEC
         trained_seconds, trained_steps = 0.0, 0
         with _StopFlag() as stop:
             while step < total_steps and stop.signum is None:
-                n = max(1, min(chunk, total_steps - step, checkpoint_every_n - (step - last_ckpt)))
+                n = max(1, min(chunk, total_steps - step, checkpoint_every_n - (step - last_ckpt),
+                               ALIGN_STEPS - step % ALIGN_STEPS))
                 t0 = time.monotonic()
                 losses = train_chunk(iterator, tf.constant(n, dtype=tf.int32))
-                loss = float(losses["Loss/total_loss"])
+                loss = float(losses["Loss/total_loss"])  # the one host sync of a chunk (NaN check, progress)
                 elapsed = time.monotonic() - t0
-                step = int(global_step.numpy())
+                step += n  # global_step counts one a step (ONLY_FIRST_REPLICA): no need to read it back
                 if not math.isfinite(loss):
                     raise UserError(f"the loss became {loss} at step {step}", "lower learning_rate or check the "
                                     "records with python -m tfodkit.dataset check", status=FAILURE)
@@ -283,10 +287,11 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = CHEC
                 trained_steps += n
                 rate = (trained_steps - 1) / trained_seconds if trained_seconds else n / elapsed
                 chunk = max(1, min(100, int(chunk_seconds * rate)))
-                tf.summary.scalar("steps_per_sec", rate, step=global_step)
-                tf.summary.scalar("learning_rate", lr_fn(), step=global_step)
+                lr = lr_fn()
+                tf.summary.scalar("steps_per_sec", rate, step=step)
+                tf.summary.scalar("learning_rate", lr, step=step)
                 for key, value in losses.items():
-                    tf.summary.scalar(key, value, step=global_step)
+                    tf.summary.scalar(key, value, step=step)
                 if step - last_ckpt >= checkpoint_every_n or step >= total_steps:
                     manager.save(checkpoint_number=step)
                     last_ckpt = step
@@ -294,7 +299,7 @@ def train(pipeline_config: Path, model_dir: Path, checkpoint_every_n: int = CHEC
                 if now - t_print >= progress_seconds or step >= total_steps:
                     speed = speed_text(trained_steps - 1, trained_seconds, total_steps - step)
                     print(f"train: step {step}/{total_steps} ({100 * step / total_steps:.1f}%)  loss {loss:.4f}  "
-                          f"lr {float(lr_fn()):.5g}  {speed}", flush=True)
+                          f"lr {float(lr):.5g}  {speed}", flush=True)
                     t_print = now
             writer.flush()
             if stop.signum is not None:
@@ -317,6 +322,19 @@ def _summary(model_dir: Path, status: str, step: int, total: int, trained: int, 
                "seconds": round(seconds, 2), "steps_per_sec": round(rate, 4), "final_loss": loss, "exit_status": 0}
     write_json_atomic(model_dir / "train.json", summary)
     return summary
+
+
+def event_wall_times(model_dir: Path, tag: str = "Loss/total_loss") -> dict[int, float]:
+    """{step: wall time} of the TensorBoard points of ``tag`` in MODEL_DIR/train, of this toolkit's
+    training or of model_main_tf2's (both write the losses there after a chunk of steps)."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    acc = ea.EventAccumulator(str(model_dir / "train"), size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
+    acc.Reload()
+    tags = acc.Tags()
+    events = acc.Tensors(tag) if tag in tags.get("tensors", []) else \
+        acc.Scalars(tag) if tag in tags.get("scalars", []) else []
+    return {e.step: e.wall_time for e in events}
 
 
 def toolkit_setting(model_dir: Path, key: str, default):
