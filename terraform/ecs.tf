@@ -77,19 +77,30 @@ locals {
 
     portMappings = [{ containerPort = local.tensorboard_port, hostPort = local.tensorboard_port, protocol = "tcp" }]
     mountPoints  = [local.work_mount]
-    environment  = local.training_environment
+    # ARTIFACTS_TARGET (unless training_environment sets it): with the RUN_NAME
+    # that runtask.sh gives every task of a run (container overrides), train.sh
+    # restores a relaunched run from <target>/runs/<RUN_NAME>/training/ and
+    # uploads its end-of-run artifacts there.
+    environment = concat(
+      [for e in [{ name = "ARTIFACTS_TARGET", value = local.artifacts_uri }] : e if !contains(keys(var.training_environment), "ARTIFACTS_TARGET")],
+      local.training_environment,
+    )
 
     # Started after the sidecar, so stopped before it: on a stop (ECS, spot
     # reclaim) the sidecar's final upload comes after train.sh's checkpoint.
+    # 120 s is the most ECS allows; a spot notice gives both containers 2
+    # minutes in all (terraform/README.md, "Spot: the two-minute notice").
     dependsOn   = [{ containerName = local.container_names.artifacts, condition = "START" }]
     stopTimeout = 120
 
     logConfiguration = local.log_configuration
   }
 
-  # Copies the training and export directories to s3://<bucket>/<prefix>/<run id>/
-  # every artifacts_sync_seconds and once more on SIGTERM. Not essential: a
-  # failed upload never stops the training.
+  # Copies the training and export directories to
+  # s3://<bucket>/<prefix>/runs/<RUN_NAME>/ every artifacts_sync_seconds and
+  # once more on SIGTERM, the newest checkpoint first. RUN_NAME comes from
+  # runtask.sh's container overrides (the task id when a task is started
+  # without it). Not essential: a failed upload never stops the training.
   artifacts_container_base = {
     name      = local.container_names.artifacts
     image     = local.artifacts_image
@@ -102,8 +113,8 @@ locals {
 
     environment = [
       # The sidecar's settings (python -m tfodkit.artifacts; runtask.sh reads
-      # ARTIFACTS_TARGET too): where to upload (the sidecar appends the run
-      # id), which directories (colon-separated) and how often (seconds).
+      # ARTIFACTS_TARGET too): where to upload (the sidecar appends
+      # runs/<RUN_NAME>), which directories (colon-separated) and how often.
       for k, v in merge({
         AWS_REGION         = var.region
         AWS_DEFAULT_REGION = var.region

@@ -109,12 +109,12 @@ resource "aws_iam_role_policy" "execution" {
 
 ################################################################################
 # Task role: what train.sh and the artifacts sidecar may do. Read the records
-# and config locations, write the artifacts prefix, nothing else.
+# and config locations, read and write the artifacts prefix, nothing else.
 ################################################################################
 
 resource "aws_iam_role" "task" {
   name_prefix        = "${var.name}-task-"
-  description        = "TFOD training task: read the records and configs, write the artifacts prefix"
+  description        = "TFOD training task: read the records and configs, read and write the artifacts prefix"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
@@ -145,11 +145,31 @@ data "aws_iam_policy_document" "task" {
     resources = [for l in local.read_locations : l.objects_arn]
   }
 
-  # Upload only (multipart uploads included): the sidecar remembers what it
-  # has sent in a local manifest, so it never lists or reads the bucket.
+  # Upload (multipart uploads included): the sidecar and train.sh's end-of-run
+  # upload write the run's folder, <prefix>/runs/<RUN_NAME>/.
   statement {
     sid       = "WriteArtifacts"
     actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.artifacts_bucket_arn}/${var.artifacts_prefix}/*"]
+  }
+
+  # Read back: train.sh in a task relaunched after a spot reclaim lists and
+  # downloads the run's checkpoints, and checks for its export.json.
+  statement {
+    sid       = "ListArtifacts"
+    actions   = ["s3:ListBucket"]
+    resources = [local.artifacts_bucket_arn]
+
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.artifacts_prefix}/*"]
+    }
+  }
+
+  statement {
+    sid       = "ReadArtifacts"
+    actions   = ["s3:GetObject"]
     resources = ["${local.artifacts_bucket_arn}/${var.artifacts_prefix}/*"]
   }
 }

@@ -53,7 +53,7 @@ output "artifacts_bucket" {
 ################################################################################
 
 output "artifacts_uri" {
-  description = "s3:// prefix under which each run's artifacts land, in a folder named by its run id."
+  description = "s3:// prefix (ARTIFACTS_TARGET) under which each run's artifacts land, in runs/<run name>/."
   value       = local.artifacts_uri
 }
 

@@ -1,6 +1,6 @@
 ################################################################################
 # Artifacts bucket: checkpoints, TensorBoard events and the exported model of
-# every run, at s3://<bucket>/<artifacts_prefix>/<run id>/
+# every run, at s3://<bucket>/<artifacts_prefix>/runs/<run name>/
 ################################################################################
 
 locals {

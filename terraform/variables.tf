@@ -93,7 +93,7 @@ variable "instance_types" {
 }
 
 variable "capacity_type" {
-  description = "\"on-demand\" or \"spot\". Spot usually costs 50-70% less but AWS can reclaim the instance with 2 minutes' notice: the task then gets SIGTERM, train.sh saves a checkpoint and the artifacts sidecar uploads it."
+  description = "\"on-demand\" or \"spot\". Spot usually costs 50-70% less but AWS can reclaim the instance with 2 minutes' notice: the task then gets SIGTERM, train.sh saves a checkpoint, the artifacts sidecar uploads it, and runtask.sh starts a new task for the run, which resumes from it (--max-restarts, --max-wait)."
   type        = string
   default     = "on-demand"
 
@@ -262,7 +262,7 @@ variable "training_environment" {
 ################################################################################
 
 variable "artifacts_image" {
-  description = "Image of the artifacts sidecar. Empty: container_image, whose `python -m tfodkit.artifacts sync` copies the training and export directories to s3://<artifacts_bucket>/<artifacts_prefix>/<run id>/. The seed's third-party sidecar stays selectable: \"m1l0/artifactsv2:latest\" with artifacts_entrypoint = [], artifacts_command = [] and its M1L0_* variables in artifacts_environment."
+  description = "Image of the artifacts sidecar. Empty: container_image, whose `python -m tfodkit.artifacts sync` copies the training and export directories to s3://<artifacts_bucket>/<artifacts_prefix>/runs/<run name>/. The seed's third-party sidecar stays selectable: \"m1l0/artifactsv2:latest\" with artifacts_entrypoint = [], artifacts_command = [] and its M1L0_* variables in artifacts_environment."
   type        = string
   default     = ""
 
@@ -333,7 +333,7 @@ variable "artifacts_bucket" {
 }
 
 variable "artifacts_prefix" {
-  description = "Key prefix under which runs are stored: s3://<bucket>/<prefix>/<run id>/. The task role may write under it and nowhere else."
+  description = "Key prefix under which runs are stored (the containers' ARTIFACTS_TARGET is s3://<bucket>/<prefix>): s3://<bucket>/<prefix>/runs/<run name>/. The task role may read and write under it and nowhere else."
   type        = string
   default     = "runs"
 

@@ -226,6 +226,12 @@ def launch(world) -> Run:
     return Run([str(world["configs"]), *ARGS], world["env"])
 
 
+def run_name(run: Run) -> str:
+    """The run's name, the first line runtask.sh prints."""
+    run.saw("runtask: run ")
+    return next(line for line in run.err if line.startswith("runtask: run ")).split()[-1]
+
+
 def messages(run: Run) -> list[str]:
     """The log lines printed on stdout, without runtask's timestamp."""
     return [line.split(" ", 1)[1] for line in run.out]
@@ -264,6 +270,13 @@ def test_clean_run_streams_every_line_once_and_exits_0(world, plugin):
     command = task.overrides["containerOverrides"][0]["command"]
     assert task.overrides["containerOverrides"][0]["name"] == "training"
     assert command == [*DIRS, ARGS[0], MODEL, ARGS[2], ARGS[3]]  # canonical model name; dirs from the task def
+    name = run_name(run)
+    assert re.fullmatch(r"ssd-mobilenet-v2-fpnlite-320x320-\d{8}-\d{6}", name), name  # generated, printed first
+    assert run.err[0] == f"runtask: run {name}" and task.started_by == f"tfodkit-run/{name}"
+    env = {c["name"]: c["environment"] for c in task.overrides["containerOverrides"]}
+    assert env == {"training": [{"name": "RUN_NAME", "value": name},
+                                {"name": "ARTIFACTS_TARGET", "value": "s3://tfod-artifacts"}],
+                   "artifacts": [{"name": "RUN_NAME", "value": name}]}
     run.saw(f"task {task.task_arn}")
     run.saw(f"console: https://{REGION}.console.aws.amazon.com/ecs/v2/clusters/{CLUSTER}/tasks/{task.id}")
     run.saw("status: PROVISIONING")
@@ -293,7 +306,7 @@ def test_clean_run_streams_every_line_once_and_exits_0(world, plugin):
     assert messages(run) == lines  # every line once, in order, nothing else on stdout
     assert "stop code: EssentialContainerExited" in run.stderr
     assert "container training (training): exit code 0" in run.stderr
-    assert f"artifacts: s3://tfod-artifacts/{task.id}/" in run.stderr
+    assert f"artifacts: s3://tfod-artifacts/runs/{name}/" in run.stderr
     assert "training finished cleanly (exit 0)" in run.stderr
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
@@ -413,6 +426,13 @@ BAD = {
     "unknown model": (lambda w: [str(w["configs"]), ARGS[0], "SSD MobileNet V9 320x320", *ARGS[2:]],
                       "unknown zoo model 'SSD MobileNet V9 320x320' (did you mean: SSD MobileNet"),
     "four arguments": (lambda w: [str(w["configs"]), *ARGS[:3]], "expected 5 arguments, got 4"),
+    "bad run name": (lambda w: ["--run", "my run", str(w["configs"]), *ARGS], "--run 'my run' is not a valid run name"),
+    "bad max-restarts": (lambda w: ["--max-restarts", "-1", str(w["configs"]), *ARGS],
+                         "--max-restarts '-1' must be a whole number of at least 0"),
+    "bad max-wait": (lambda w: ["--max-wait", "1h", str(w["configs"]), *ARGS],
+                     "--max-wait '1h' must be a whole number of at least 1"),
+    "attach and run": (lambda w: ["--attach", "r1", "--run", "r1", str(w["configs"])],
+                       "--attach and --run do not go together"),
     "unknown option": (lambda w: ["--follow", str(w["configs"]), *ARGS], "unknown option --follow"),
 }
 
@@ -460,9 +480,10 @@ def test_ctrl_c_leaves_the_task_running_and_attach_resumes(world):
     assert run.finish() == 130, run.stderr
     assert task.last_status == "RUNNING" and task.desired_status == "RUNNING"
     assert "still running" in run.stderr
-    assert f"--attach {task.task_arn} {world['configs']}" in run.stderr
+    name = run_name(run)
+    assert f"--attach {name} {world['configs']}" in run.stderr
 
-    again = Run(["--attach", task.task_arn, str(world["configs"])], world["env"])
+    again = Run(["--attach", name, str(world["configs"])], world["env"])  # by the run's name
     again.saw("status: RUNNING")
     agent.log(task, ["epoch 2"])
     again.saw("epoch 2", where="out")
@@ -547,3 +568,186 @@ def test_usage_and_readme_agree():
         assert name in usage, f"{name} is in the README but not in runtask.sh --help"
     assert usage.startswith('usage: ./runtask.sh [options] configs.json s3://<records> "<zoo model name>" '
                             "s3://<training.config> s3://<hparams.json>")
+
+
+# --- named runs, spot reclaims and relaunches (issue 15) ---------------------------------------
+
+def spot_reclaim(world, task, training: int | None = 143) -> None:
+    """A spot instance reclaimed: ECS reports the task stopped (train.sh got SIGTERM and exited 143), the
+    instance drains away and the capacity provider brings up another one."""
+    ecs = world["ecs"]
+    world["agent"].stop(task, training=training, reason="Your Spot Task was interrupted.",
+                        stop_code="SpotInterruption")
+    old = ecs.list_container_instances(cluster=CLUSTER, status="ACTIVE")["containerInstanceArns"]
+    ecs.update_container_instances_state(cluster=CLUSTER, containerInstances=old, status="DRAINING")
+    kw = {"endpoint_url": world["env"]["AWS_ENDPOINT_URL"], "region_name": REGION, "aws_access_key_id": "testing",
+          "aws_secret_access_key": "testing"}
+    instance = boto3.client("ec2", **kw).run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
+                                                       InstanceType="g4dn.xlarge")["Instances"][0]
+    ecs.register_container_instance(cluster=CLUSTER,
+                                    instanceIdentityDocument=json.dumps({"instanceId": instance["InstanceId"]}))
+
+
+def second_task(agent: Agent, first, run: Run, timeout: float = 60):
+    """The task runtask.sh launches after ``first`` (fails with runtask's output when there is none)."""
+    run.until("a second task", lambda: any(t.task_arn != first.task_arn for t in agent.tasks()), timeout)
+    return next(t for t in agent.tasks() if t.task_arn != first.task_arn)
+
+
+def test_a_reclaimed_task_is_relaunched_with_the_same_run_and_inputs(world):
+    """Without training (the slow test below trains): the relaunch, its message, both logs in turn."""
+    agent = world["agent"]
+    run = Run(["--run", "spot-1", str(world["configs"]), *ARGS], world["env"])
+    first = agent.task()
+    agent.start(first)
+    run.saw("log:")
+    agent.log(first, ["task 1 step 5"])
+    run.saw("task 1 step 5", where="out")
+    spot_reclaim(world, first)
+    second = second_task(agent, first, run)
+    assert second.started_by == first.started_by == "tfodkit-run/spot-1"
+    assert second.overrides == first.overrides
+    run.saw(f"restart 1/3: task {first.id} stopped: SpotInterruption (Your Spot Task was interrupted.), training "
+            "exit 143; relaunching run spot-1, resuming from step 0 (no complete checkpoint in S3 yet)")
+    agent.start(second)
+    agent.log(second, ["task 2 step 9"])
+    agent.stop(second, training=0)
+    assert run.finish() == 0, run.stderr
+    assert messages(run) == ["task 1 step 5", "task 2 step 9"]
+    assert sum(line.startswith("runtask: restart ") for line in run.err) == 1
+
+
+def test_a_failure_of_train_sh_is_not_relaunched_and_its_exit_code_passes_through(world):
+    agent = world["agent"]
+    run = Run(["--run", "fails-1", str(world["configs"]), *ARGS], world["env"])
+    task = agent.task()
+    agent.start(task)
+    run.saw("log:")
+    agent.log(task, ["error: hparams file s3://tfod-configs/hparams.json is missing or empty"])
+    # train.sh failed (exit 2) as the spot notice came: a failure of its own, never retried
+    spot_reclaim(world, task, training=2)
+    assert run.finish() == 2, run.stderr
+    assert len(agent.tasks()) == 1
+    assert "restart" not in run.stderr and "training failed (exit 2)" in run.stderr
+
+
+def test_max_restarts_0_exits_non_zero_with_the_command_that_resumes_the_run(world):
+    agent = world["agent"]
+    run = Run(["--run", "norestart-1", "--max-restarts", "0", str(world["configs"]), *ARGS], world["env"])
+    task = agent.task()
+    assert run_name(run) == "norestart-1" and task.started_by == "tfodkit-run/norestart-1"
+    agent.start(task)
+    run.saw("log:")
+    spot_reclaim(world, task)
+    assert run.finish() == 143, run.stderr
+    assert len(agent.tasks()) == 1
+    assert (f"task {task.id} stopped: SpotInterruption (Your Spot Task was interrupted.), training exit 143; not "
+            "relaunching: --max-restarts 0 allows no restart") in run.stderr
+    resume = f"resume the run: {RUNTASK} --run norestart-1 {world['configs']} {ARGS[0]} '{MODEL}' {ARGS[2]} {ARGS[3]}"
+    assert resume in run.stderr, run.stderr
+
+
+def test_max_wait_stops_the_task_cleanly_with_a_message(world):
+    agent = world["agent"]
+    start = time.monotonic()
+    run = Run(["--run", "slow-1", "--max-wait", "4", str(world["configs"]), *ARGS], world["env"])
+    task = agent.task()
+    agent.start(task)
+    run.saw("log:")
+    code = run.finish()
+    assert code != 0, run.stderr
+    assert task.last_status == "STOPPED" and task.stopped_reason == "runtask.sh: --max-wait exceeded"
+    assert f"--max-wait reached: stopping task {task.id} (train.sh saves a checkpoint" in run.stderr
+    assert "stopped: --max-wait ran out before run slow-1 finished" in run.stderr
+    assert f"resume the run: {RUNTASK} --run slow-1 " in run.stderr
+    assert len(agent.tasks()) == 1 and time.monotonic() - start < 30
+
+
+def _local_task(task, base: Path, endpoint: str) -> tuple[list[str], dict[str, str]]:
+    """train.sh's command and environment as ECS would start them for this task (its overrides), with the
+    task definition's directories moved under ``base``."""
+    override = next(c for c in task.overrides["containerOverrides"] if c["name"] == "training")
+    command = [str(base / "models"), str(base / "training"), str(base / "exported_model"), *override["command"][3:]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ARTIFACTS_", "RUN_", "TFOD_"))}
+    env.update({e["name"]: e["value"] for e in override["environment"]})
+    env.update(TENSORBOARD="0", TFOD_FROM_SCRATCH="1", TFODKIT_PYTHON=sys.executable, AWS_ENDPOINT_URL=endpoint,
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION,
+               AWS_EC2_METADATA_DISABLED="true")
+    return command, env
+
+
+@pytest.mark.slow
+def test_a_spot_reclaim_is_relaunched_and_the_new_task_resumes_from_s3(world, tmp_path):
+    """A real train.sh run is SIGTERMed at step k and the real sidecar syncs it to S3; ECS reports the task
+    stopped by SpotInterruption; runtask relaunches the run; the second task's train.sh, on an empty disk,
+    restores from S3, resumes at step k and finishes; runtask exits 0 after one restart."""
+    from tests.conftest import synthetic_records
+
+    agent, endpoint = world["agent"], world["env"]["AWS_ENDPOINT_URL"]
+    kw = {"endpoint_url": endpoint, "region_name": REGION, "aws_access_key_id": "testing",
+          "aws_secret_access_key": "testing"}
+    s3 = boto3.client("s3", **kw)
+    shapes = synthetic_records(tmp_path / "shapes", images=8, holdout=2, seed=1)
+    for f in (shapes / "records").iterdir():
+        s3.upload_file(str(f), "tfod-records", f"shapes/{f.name}")
+    s3.upload_file(str(ROOT / "configs" / "training.config"), "tfod-configs", "training.config")
+    steps = 120  # learning rate 0.01: batch 2 at the base config's 0.08 can diverge to NaN, which train stops on
+    s3.put_object(Bucket="tfod-configs", Key="hparams.json", Body=json.dumps(
+        {"batch_size": 2, "train_steps": steps, "checkpoint_every_n": 1000, "learning_rate": 0.01}).encode())
+    env = {**world["env"], "RUNTASK_POLL_SECONDS": "2", "RUNTASK_LOG_PAGE_LIMIT": "50"}  # leave the cores to training
+    run = Run(["--run", "reclaim-1", "--no-tensorboard", str(world["configs"]), *ARGS], env)
+    first = agent.task()
+    agent.start(first)
+    run.saw("log:")
+
+    # task 1: train.sh and the artifacts sidecar, as ECS runs them; the spot notice is train.sh's SIGTERM
+    command, task_env = _local_task(first, tmp_path / "task1", endpoint)
+    sidecar_env = {**task_env, "ARTIFACTS_TARGET": "s3://tfod-artifacts", "ARTIFACTS_INTERVAL": "600",
+                   "ARTIFACTS_DIRS": f"{tmp_path / 'task1' / 'training'}:{tmp_path / 'task1' / 'exported_model'}",
+                   "ARTIFACTS_MANIFEST": str(tmp_path / "manifest.json"), "PYTHONPATH": str(ROOT)}
+    sidecar_env.update({e["name"]: e["value"] for e in next(
+        c for c in first.overrides["containerOverrides"] if c["name"] == "artifacts")["environment"]})
+    sidecar = Followed([sys.executable, "-m", "tfodkit.artifacts", "sync"], env=sidecar_env)
+    with Followed(["bash", str(ROOT / "train.sh"), *command], env=task_env, merge=True) as train:
+        train.until("a progress line after step 1", lambda: any(
+            ln.startswith("train: step ") and f"/{steps}" in ln and not ln.startswith("train: step 1/")
+            for ln in train.out), 600)
+        train.signal(signal.SIGTERM)
+        assert train.finish(120) == 143, train.stdout[-3000:]
+    k = json.loads((tmp_path / "task1" / "training" / "train.json").read_text())["step"]
+    assert 1 < k < steps, train.stdout[-3000:]
+    sidecar.signal(signal.SIGTERM)  # ECS stops the sidecar after the training container
+    assert sidecar.finish(60) == 0, sidecar.stderr
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="tfod-artifacts", Prefix="runs/reclaim-1/")["Contents"]}
+    assert {f"runs/reclaim-1/training/ckpt-{k}.index", "runs/reclaim-1/training/checkpoint"} <= keys
+    agent.log(first, [f"task 1: {line}" for line in train.out if line.startswith("train: ")][-3:])
+    spot_reclaim(world, first)
+
+    # runtask relaunches the same run with the same inputs
+    second = second_task(agent, first, run)
+    assert second.started_by == "tfodkit-run/reclaim-1" and second.overrides == first.overrides
+    run.saw(f"restart 1/3: task {first.id} stopped: SpotInterruption (Your Spot Task was interrupted.), training "
+            f"exit 143; relaunching run reclaim-1, resuming from step {k} (ckpt-{k} in "
+            "s3://tfod-artifacts/runs/reclaim-1/training/)")
+    agent.start(second)
+
+    # task 2: a new instance, an empty disk
+    command, task_env = _local_task(second, tmp_path / "task2", endpoint)
+    again = subprocess.run(["bash", str(ROOT / "train.sh"), *command], env=task_env, cwd=ROOT, capture_output=True,
+                           text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"run reclaim-1 resumes from ckpt-{k} (step {k})" in again.stdout
+    assert f"train: resuming from ckpt-{k} at step {k}/{steps}" in again.stdout
+    train2 = json.loads((tmp_path / "task2" / "training" / "train.json").read_text())
+    assert train2["step"] == steps and train2["steps_this_run"] == steps - k
+    assert s3.head_object(Bucket="tfod-artifacts", Key="runs/reclaim-1/exported_model/export.json")
+    agent.log(second, [f"task 2: {line}" for line in again.stdout.splitlines() if line.startswith("train: ")][-3:])
+    agent.stop(second, training=0)
+
+    assert run.finish(120) == 0, run.stderr
+    assert sum(line.startswith("runtask: restart ") for line in run.err) == 1, run.stderr
+    shown = messages(run)
+    assert shown and [m.split(":")[0] for m in shown] == sorted(m.split(":")[0] for m in shown)  # task 1, then 2
+    assert {m.split(":")[0] for m in shown} == {"task 1", "task 2"}
+    assert "training finished cleanly (exit 0)" in run.stderr
+    print(f"reclaimed at step {k}, resumed from step {k}, finished at step {steps}")

@@ -261,11 +261,14 @@ def test_iam_check_catches_a_wildcard():
     assert any("not an aws_iam_policy_document" in p for p in problems)
 
 
-def test_task_role_reads_inputs_and_writes_only_the_artifacts_prefix(tf):
+def test_task_role_reads_inputs_and_reads_and_writes_only_the_artifacts_prefix(tf):
     task = {st.get("sid"): st for st in policy_statements(blocks(tf, "data", "aws_iam_policy_document")["task"])}
-    actions = sorted(a for st in task.values() for a in st["actions"])
+    actions = sorted({a for st in task.values() for a in st["actions"]})
     assert actions == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]
     assert task["WriteArtifacts"]["resources"] == ["${local.artifacts_bucket_arn}/${var.artifacts_prefix}/*"]
+    # a relaunched run's train.sh restores its checkpoints: read and list the artifacts prefix only
+    assert task["ReadArtifacts"]["resources"] == ["${local.artifacts_bucket_arn}/${var.artifacts_prefix}/*"]
+    assert task["ListArtifacts"]["condition"][0]["values"] == ["${var.artifacts_prefix}/*"]
     assert task["ListInputs${statement.key}"]["resources"] == ["${statement.value.bucket_arn}"]
     assert task["ReadInputs"]["resources"] == "${[for l in local.read_locations : l.objects_arn]}"
 
