@@ -641,6 +641,7 @@ def test_max_restarts_0_exits_non_zero_with_the_command_that_resumes_the_run(wor
     spot_reclaim(world, task)
     assert run.finish() == 143, run.stderr
     assert len(agent.tasks()) == 1
+    assert "training stopped by SpotInterruption: its instance went away (exit 143)" in run.stderr
     assert (f"task {task.id} stopped: SpotInterruption (Your Spot Task was interrupted.), training exit 143; not "
             "relaunching: --max-restarts 0 allows no restart") in run.stderr
     resume = f"resume the run: {RUNTASK} --run norestart-1 {world['configs']} {ARGS[0]} '{MODEL}' {ARGS[2]} {ARGS[3]}"
@@ -694,7 +695,8 @@ def test_a_spot_reclaim_is_relaunched_and_the_new_task_resumes_from_s3(world, tm
     steps = 120  # learning rate 0.01: batch 2 at the base config's 0.08 can diverge to NaN, which train stops on
     s3.put_object(Bucket="tfod-configs", Key="hparams.json", Body=json.dumps(
         {"batch_size": 2, "train_steps": steps, "checkpoint_every_n": 1000, "learning_rate": 0.01}).encode())
-    env = {**world["env"], "RUNTASK_POLL_SECONDS": "2", "RUNTASK_LOG_PAGE_LIMIT": "50"}  # leave the cores to training
+    # polls (each an aws CLI process) every 5 s: the cores are the training's
+    env = {**world["env"], "RUNTASK_POLL_SECONDS": "5", "RUNTASK_LOG_PAGE_LIMIT": "50"}
     run = Run(["--run", "reclaim-1", "--no-tensorboard", str(world["configs"]), *ARGS], env)
     first = agent.task()
     agent.start(first)

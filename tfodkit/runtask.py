@@ -320,7 +320,12 @@ def summary(task: dict, container_name: str, artifacts: str | None = None) -> li
         lines.append(f"  artifacts: {artifacts}")
         if code == 0:
             lines.append(f"  download the model: aws s3 cp --recursive {artifacts}exported_model exported_model")
-    lines.append("training finished cleanly (exit 0)" if code == 0 else f"training failed (exit {code})")
+    if code == 0:
+        lines.append("training finished cleanly (exit 0)")
+    elif relaunch_reason(task, container_name):
+        lines.append(f"training stopped by {task.get('stopCode')}: its instance went away (exit {code})")
+    else:
+        lines.append(f"training failed (exit {code})")
     return lines
 
 
