@@ -648,6 +648,14 @@ def test_max_restarts_0_exits_non_zero_with_the_command_that_resumes_the_run(wor
     assert resume in run.stderr, run.stderr
 
 
+def test_attach_to_a_run_with_no_task_says_how_to_start_it_again(world):
+    run = Run(["--attach", "ghost-1", str(world["configs"])], world["env"])
+    assert run.finish() == 1, run.stderr
+    errors = [line for line in run.err if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: run ghost-1 has no task in cluster tfod-cluster"), run.err
+    assert f"--run ghost-1 {world['configs']} <records>" in errors[0]
+
+
 def test_max_wait_stops_the_task_cleanly_with_a_message(world):
     agent = world["agent"]
     start = time.monotonic()
