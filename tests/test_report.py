@@ -101,6 +101,97 @@ def test_matching_takes_the_highest_score_first():
     assert tp.tolist() == [0] and fp.tolist() == [1]
 
 
+# --- AP@0.5: metrics.coco_ap against pycocotools itself
+
+
+def pycocotools_ap(images: list[dict], class_ids: list[int], iou: float = 0.5) -> dict[int, float]:
+    """Per-class AP at one IoU from pycocotools' COCOeval, the boxes given to it as the report used to."""
+    import contextlib
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gts, dets = [], []
+    for i, img in enumerate(images):
+        h, w = float(img.get("height") or 1), float(img.get("width") or 1)
+        for (y0, x0, y1, x1), c in zip(img["gt_boxes"], img["gt_classes"], strict=True):
+            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
+                        "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h], "area": (x1 - x0) * w * (y1 - y0) * h})
+        for (y0, x0, y1, x1), score, c in zip(img["boxes"], img["scores"], img["classes"], strict=True):
+            dets.append({"image_id": i, "category_id": int(c), "score": float(score),
+                         "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]})
+    if not gts or not dets:
+        return {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": [{"id": i} for i in range(len(images))], "annotations": gts,
+                        "categories": [{"id": c} for c in class_ids]}
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+        ev.params.iouThrs = np.array([iou])
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][0, :, :, 0, -1]  # recall points x classes; area all, 100 detections
+    return {int(c): float(precision[:, k].mean()) if (precision[:, k] > -1).any() else -1.0
+            for k, c in enumerate(ev.params.catIds)}
+
+
+def random_images(rng, n: int, classes: int) -> list[dict]:
+    """Images with ties in score, duplicate and degenerate boxes, other classes, and over 100 detections."""
+    images = []
+    for _ in range(n):
+        gt, gt_classes = [], []
+        for _ in range(int(rng.integers(0, 6))):
+            y0, x0 = rng.uniform(0, 0.8, 2)
+            h, w = rng.uniform(-0.05, 0.3, 2)  # now and then inside out
+            gt.append([y0, x0, y0 + h, x0 + w])
+            gt_classes.append(int(rng.integers(1, classes + 2)))  # classes + 1: not in the label map
+        if gt and rng.random() < 0.2:
+            gt.append(list(gt[0]))
+            gt_classes.append(gt_classes[0])
+        boxes, scores, det_classes = [], [], []
+        for _ in range(int(rng.integers(0, 130))):
+            if gt and rng.random() < 0.5:
+                j = int(rng.integers(len(gt)))
+                boxes.append([v + rng.normal(0, 0.03) for v in gt[j]])
+                det_classes.append(gt_classes[j] if rng.random() < 0.8 else int(rng.integers(1, classes + 2)))
+            else:
+                y0, x0 = rng.uniform(0, 0.8, 2)
+                boxes.append([y0, x0, y0 + rng.uniform(0, 0.2), x0 + rng.uniform(0, 0.2)])
+                det_classes.append(int(rng.integers(1, classes + 2)))
+            scores.append(round(float(rng.uniform(0, 1)), 2))  # two digits: many ties
+        images.append({"gt_boxes": [[float(v) for v in b] for b in gt], "gt_classes": gt_classes,
+                       "boxes": [[float(v) for v in b] for b in boxes], "scores": scores, "classes": det_classes,
+                       "height": int(rng.integers(50, 500)), "width": int(rng.integers(50, 500))})
+    return images
+
+
+def test_coco_ap_equals_pycocotools_on_the_hand_built_cases():
+    images = [
+        dict(image([GT], [1], [GT, [0, 0, 1, 0.95]], [0.9, 0.8], [1, 1]), height=100, width=100),  # a duplicate
+        dict(image([GT], [1], [GT], [0.9], [2]), height=100, width=100),  # a wrong class
+        dict(image([GT], [2], [[0, 0, 1, 0.49]], [0.7], [2]), height=100, width=100),  # IoU 0.49: a miss
+        dict(image([GT], [2], [[0, 0, 1, 0.51]], [0.6], [2]), height=100, width=100),  # IoU 0.51: a hit
+        dict(image(boxes=[GT], scores=[0.95], classes=[1]), height=100, width=100),  # no objects
+        dict(image([GT], [3], [[2, 2, 3, 3]] * 120 + [GT] * 30, list(np.linspace(0.99, 0.1, 150)), [3] * 150),
+             height=100, width=100),  # 150 detections of one class, the hit 121st: COCO counts the first 100
+        dict(image([GT], [3], [GT], [0.05], [3]), height=100, width=100),
+    ]
+    mine = metrics.coco_ap(images, [1, 2, 3, 4])
+    assert mine == pycocotools_ap(images, [1, 2, 3, 4])
+    assert mine[4] == -1.0 and 0 < mine[1] < 1 and 0 < mine[3] < 0.5
+    assert metrics.coco_ap([image([GT], [1])], [1]) == {} == pycocotools_ap([image([GT], [1])], [1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coco_ap_equals_pycocotools_on_random_images(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        images = random_images(rng, int(rng.integers(1, 40)), 3)
+        for iou in (0.5, 0.75):
+            assert metrics.coco_ap(images, [1, 2, 3], iou) == pycocotools_ap(images, [1, 2, 3], iou)
+
+
 # --- the page in headless Chromium, driven over the DevTools protocol on a pipe (no extra dependency)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -238,6 +329,113 @@ def test_report_refuses_a_dir_without_evaluation(tmp_path):
                             timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+# --- the run's files read without TensorFlow (tfodkit/report/files.py), checked against TensorFlow's writers
+
+
+def write_test_record(path: Path, pictures: list) -> None:
+    import tensorflow as tf
+
+    def feature(values):
+        if isinstance(values[0], bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        if isinstance(values[0], float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, picture in enumerate(pictures):
+            encoded = io.BytesIO()
+            picture.save(encoded, format="JPEG", quality=95)
+            writer.write(tf.train.Example(features=tf.train.Features(feature={  # as the dataset tool's records
+                "image/height": feature([picture.height]), "image/width": feature([picture.width]),
+                "image/filename": feature([f"{i}.jpg".encode()]), "image/encoded": feature([encoded.getvalue()]),
+                "image/object/bbox/xmin": feature([0.1, 0.5]), "image/object/class/label": feature([1, 2]),
+            })).SerializeToString())
+
+
+def test_record_images_are_read_by_index_without_tensorflow(tmp_path):
+    from PIL import Image
+
+    from tfodkit.report import files
+
+    colors = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 0)]
+    write_test_record(tmp_path / "testing.record", [Image.new("RGB", (40 + i, 30), c) for i, c in enumerate(colors)])
+    read = files.encoded_images(tmp_path / "testing.record", {1, 3})
+    assert sorted(read) == [1, 3]
+    for i, encoded in read.items():
+        picture = Image.open(io.BytesIO(encoded))
+        assert picture.size == (40 + i, 30)
+        assert np.abs(np.asarray(picture, int)[15, 20] - colors[i]).max() < 8
+    assert files.encoded_images(tmp_path / "testing.record", {7}) == {}  # past the end: nothing
+
+
+def test_training_scalars_are_read_as_tensorboard_shows_them(tmp_path):
+    import tensorflow as tf
+
+    from tfodkit.report import files
+
+    train = tmp_path / "train"
+    first = tf.summary.create_file_writer(str(train), filename_suffix=".1")
+    with first.as_default():
+        for step in range(1, 6):
+            tf.summary.scalar("Loss/total_loss", 1.0 / step, step=step)  # TF2: a scalar tensor
+            tf.summary.scalar("learning_rate", tf.constant(0.01 * step, tf.float64), step=step)
+            raw = tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag="old_style", simple_value=step * 2.0)])
+            tf.summary.experimental.write_raw_pb(raw.SerializeToString(), step=step)  # TF1: simple_value
+            tf.summary.image("train_input_images", tf.zeros([1, 4, 4, 3]), step=step)  # not a scalar: left out
+            tf.summary.text("note", "not a number", step=step)  # a string: left out
+    first.close()
+    time.sleep(1.1)  # the next file's name (its time in seconds) sorts after
+    resumed = tf.summary.create_file_writer(str(train), filename_suffix=".2")
+    with resumed.as_default():
+        for step in (5, 6):  # a resumed training redoes step 5
+            tf.summary.scalar("Loss/total_loss", 10.0 * step, step=step)
+    resumed.close()
+    scalars = files.scalars(train)
+    assert sorted(scalars) == ["Loss/total_loss", "learning_rate", "old_style"]
+    steps, values = scalars["Loss/total_loss"]
+    assert steps.tolist() == [1, 2, 3, 4, 5, 6]
+    assert values == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 50.0, 60.0])  # the later file's step 5
+    assert scalars["learning_rate"][1] == pytest.approx([0.01 * s for s in range(1, 6)])
+    assert scalars["old_style"][1].tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
+    # an events file still being written ends inside a record: read up to its last whole one
+    newest = max(train.iterdir(), key=lambda f: f.name)
+    newest.write_bytes(newest.read_bytes()[:-5])
+    assert files.scalars(train)["Loss/total_loss"][0].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_the_report_of_records_and_events_imports_no_tensorflow_and_replaces_the_old_one(tmp_path):
+    import tensorflow as tf
+    from PIL import Image
+
+    training = handmade_training_dir(tmp_path)
+    write_test_record(training / "testing.record", [Image.new("RGB", (300, 200), (20, 90, 160))] * 4)
+    kept = json.loads((training / "eval_detections.json").read_text())
+    for i, entry in enumerate(kept["images"]):
+        entry.update(record=str(training / "testing.record"), index=i, height=200, width=300)
+    kept["records"] = [str(training / "testing.record")]
+    (training / "eval_detections.json").write_text(json.dumps(kept))
+    with tf.summary.create_file_writer(str(training / "train")).as_default():
+        for step in range(1, 4):
+            tf.summary.scalar("Loss/total_loss", 1.0 / step, step=step)
+    stray = training / "report" / "pictures" / "99999.jpg"  # from an earlier report
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"old")
+    result = subprocess.run([sys.executable, "-c", "import sys; from tfodkit.report.__main__ import main; main(["
+                             f"{str(training)!r}]); print('tensorflow imported:', 'tensorflow' in sys.modules)"],
+                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tensorflow imported: False" in result.stdout
+    report = training / "report"
+    assert (report / "training.png").is_file() and not stray.exists()
+    assert not [p.name for p in training.iterdir() if p.name.startswith(".report")]  # no staging dir left
+    wrong = next(i for i, e in enumerate(kept["images"]) if e["filename"] == "wrong-class.jpg")
+    picture = np.asarray(Image.open(report / "pictures" / f"{wrong:05d}.jpg").convert("RGB"), int)
+    assert picture.shape == (200, 300, 3)  # shown at 280 pixels: within twice that, drawn at its own size
+    assert np.abs(picture[195, 5] - (20, 90, 160)).max() < 10  # the record's image, not the grey stand-in
+    assert picture[:, :, 0].max() > 200  # a red false positive drawn on it
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")

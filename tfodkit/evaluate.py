@@ -28,9 +28,9 @@ from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
 from tfodkit.fsutil import AtomicFile, write_json_atomic
 from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
 from tfodkit.records import REPORT, split_of
+from tfodkit.report import DETECTIONS
 
 PREFIX = "DetectionBoxes_Precision/"
-DETECTIONS = "eval_detections.json"
 MIN_SCORE = 0.01  # detections kept in DETECTIONS: the low-score tail only matters for PR curves
 MAX_PER_IMAGE = 100
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"

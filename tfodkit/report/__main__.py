@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tfodkit.errors import ArgumentParser, UserError, cli
+from tfodkit.report import DETECTIONS
 
 
 def unit_interval(text: str) -> float:
@@ -28,8 +29,6 @@ def unit_interval(text: str) -> float:
 
 
 def report(training_dir: Path, score_threshold: float = 0.5, iou: float = 0.5) -> Path:
-    from tfodkit.evaluate import DETECTIONS
-
     if not training_dir.is_dir():
         raise UserError(f"{training_dir} is not a directory", "give the training dir train.sh wrote")
     if not (training_dir / DETECTIONS).is_file():

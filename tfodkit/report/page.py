@@ -2,7 +2,12 @@
 
 Everything comes from files the run already wrote: eval_detections.json and metrics.json
 (tfodkit/evaluate.py), the TensorBoard events under train/, train.json, toolkit.json, the
-dataset's dataset.json and the test records (for the pictures). The model never runs here.
+dataset's dataset.json and the test records (for the pictures). The model never runs here, and
+TensorFlow is not imported (tfodkit/report/files.py reads the records and the events).
+
+The report is built in a staging directory beside TRAINING_DIR/report and then put in its place
+(tfodkit/fsutil.py), so a reader sees the old report or the new one, never a mix, and pictures
+of an earlier report (another score threshold) do not linger.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import json
 import os
 import platform
 import string
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from tfodkit.fsutil import AtomicFile, write_text_atomic
+from tfodkit.fsutil import replace_dir, staging_dir
 from tfodkit.records import REPORT
+from tfodkit.report import DETECTIONS, files
 from tfodkit.report import metrics as m
 
 PER_PAGE = 60  # pictures on each pictures page
@@ -63,14 +70,18 @@ def fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
-def save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
+def figure(**args):
+    """A matplotlib Figure drawn by Agg, without pyplot (its import and its figure registry cost time)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    try:
-        with AtomicFile(path, "wb") as out:
-            fig.savefig(out, format="png", dpi=90)
-    finally:
-        plt.close(fig)
+    fig = Figure(**args)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig, path: Path) -> str:
+    fig.savefig(path, format="png", dpi=90)
     return path.name
 
 
@@ -83,32 +94,15 @@ def read_json(path: Path) -> dict:
 
 def training_scalars(training_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every scalar the training wrote to train/ (losses, learning rate, steps/s): tag -> (steps, values)."""
-    if not any((training_dir / "train").glob("events.out.tfevents.*")):
-        return {}
-    from tensorboard.backend.event_processing import event_accumulator as ea
-    from tensorboard.util import tensor_util
-
-    acc = ea.EventAccumulator(str(training_dir / "train"), size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
-    acc.Reload()
-    out = {}
-    for tag in acc.Tags().get("tensors", []):
-        events = acc.Tensors(tag)
-        values = [tensor_util.make_ndarray(e.tensor_proto) for e in events]
-        if values and all(np.ndim(v) == 0 for v in values):
-            out[tag] = (np.array([e.step for e in events]), np.array(values, float))
-    for tag in acc.Tags().get("scalars", []):
-        events = acc.Scalars(tag)
-        out[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
-    return out
+    return files.scalars(training_dir / "train") if (training_dir / "train").is_dir() else {}
 
 
 def plot_training(scalars: dict, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
     tags = sorted(scalars, key=lambda t: (not t.startswith("Loss/"), t))
     cols = 3
     rows = -(-len(tags) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(12, 2.8 * rows), squeeze=False)
+    fig = figure(figsize=(12, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, tag in zip(axes.flat, tags, strict=False):
         steps, values = scalars[tag]
         ax.plot(steps, values, marker="." if len(steps) < 50 else None)
@@ -121,48 +115,9 @@ def plot_training(scalars: dict, path: Path) -> str:
     return save(fig, path)
 
 
-def ap50_per_class(images: list[dict], class_ids: list[int]) -> dict[int, float]:
-    """COCO AP at IoU 0.5 per class (pycocotools) on the kept detections."""
-    import contextlib
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    gts, dets = [], []
-    for i, image in enumerate(images):
-        h, w = float(image.get("height") or 1), float(image.get("width") or 1)
-        for box, c in zip(image["gt_boxes"], image["gt_classes"], strict=True):
-            y0, x0, y1, x1 = box
-            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
-                        "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h], "area": (x1 - x0) * w * (y1 - y0) * h})
-        for box, s, c in zip(image["boxes"], image["scores"], image["classes"], strict=True):
-            y0, x0, y1, x1 = box
-            dets.append({"image_id": i, "category_id": int(c), "score": float(s),
-                         "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]})
-    if not gts or not dets:
-        return {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {"images": [{"id": i} for i in range(len(images))], "annotations": gts,
-                        "categories": [{"id": c} for c in class_ids]}
-        coco.createIndex()
-        result = coco.loadRes(dets)
-        ev = COCOeval(coco, result, "bbox")
-        ev.params.iouThrs = np.array([0.5])
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][0, :, :, 0, -1]  # recall points x classes, all areas, 100 detections
-    out = {}
-    for k, c in enumerate(ev.params.catIds):
-        p = precision[:, k]
-        out[int(c)] = float(p[p > -1].mean()) if (p > -1).any() else -1.0
-    return out
-
-
 def plot_pr(curves: dict[int, m.Curve], names: dict[int, str], score_threshold: float, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = figure(figsize=(6, 5))
+    ax = fig.subplots()
     for c, curve in curves.items():
         line, = ax.plot(np.concatenate([[0], curve.recall]), np.concatenate([[1], curve.precision]), label=names[c])
         p, r = curve.at(score_threshold)
@@ -176,9 +131,8 @@ def plot_pr(curves: dict[int, m.Curve], names: dict[int, str], score_threshold: 
 
 
 def plot_f1(curves: dict[int, m.Curve], names: dict[int, str], path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = figure(figsize=(6, 5))
+    ax = fig.subplots()
     for c, curve in curves.items():
         t, f1 = curve.best()
         line, = ax.plot(m.THRESHOLDS, curve.f1(), label=f"{names[c]} (best {f1:.2f} at {t:.2f})")
@@ -191,11 +145,10 @@ def plot_f1(curves: dict[int, m.Curve], names: dict[int, str], path: Path) -> st
 
 
 def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path, title: str) -> str:
-    import matplotlib.pyplot as plt
-
     share = m.normalized(matrix)
     n = len(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * (2.5 + 0.6 * n), 2 + 0.6 * n))
+    fig = figure(figsize=(2 * (2.5 + 0.6 * n), 2 + 0.6 * n))
+    axes = fig.subplots(1, 2)
     for ax, values, name in ((axes[0], matrix, "counts"), (axes[1], share, "normalized by true class")):
         ax.imshow(values, cmap="Blues")
         ax.set_xticks(range(n), labels, rotation=45, ha="right")
@@ -214,9 +167,8 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path, title: str
 
 
 def plot_dataset(per_class: dict[str, dict[str, int]], sizes: np.ndarray, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 1.5 + 0.3 * max(len(next(iter(per_class.values()), {})), 4)))
+    fig = figure(figsize=(12, 1.5 + 0.3 * max(len(next(iter(per_class.values()), {})), 4)))
+    axes = fig.subplots(1, 2)
     names = sorted({n for split in per_class.values() for n in split})
     y = np.arange(len(names))
     for k, (split, counts) in enumerate(per_class.items()):
@@ -240,16 +192,10 @@ def record_images(images: list[dict], wanted: set[int]) -> dict[int, bytes]:
     for i in wanted:
         if images[i].get("record") and Path(images[i]["record"]).is_file():
             by_record.setdefault(images[i]["record"], {})[int(images[i]["index"])] = i
-    if not by_record:
-        return {}
-    import tensorflow as tf
-
     out = {}
     for record, indices in by_record.items():
-        for n, raw in enumerate(tf.data.TFRecordDataset(record).take(max(indices) + 1)):
-            if n in indices:
-                feature = tf.train.Example.FromString(raw.numpy()).features.feature
-                out[indices[n]] = feature["image/encoded"].bytes_list.value[0]
+        for n, encoded in files.encoded_images(Path(record), set(indices)).items():
+            out[indices[n]] = encoded
     return out
 
 
@@ -261,32 +207,47 @@ def dashed(draw, box, color, width, dash=6) -> None:
             draw.line([(s, fixed), (e, fixed)] if horizontal else [(fixed, s), (fixed, e)], fill=color, width=width)
 
 
-def draw_picture(image: dict, encoded: bytes | None, found, names: dict[int, str], path: Path, size: int = 280) -> None:
-    from PIL import Image, ImageDraw
+SHOWN = 280  # CSS pixels a picture is shown at: .grid figure's width in TEMPLATE
+FONTS = threading.local()  # Pillow's default font by size, loaded once per drawing thread
 
+
+def draw_picture(image: dict, encoded: bytes | None, found, names: dict[int, str], path: Path) -> None:
+    """The image with its TP, FP and FN boxes, as a JPEG at most twice SHOWN pixels a side (sharp on a
+    high-density screen): a test image that small is not resized, and lines and labels grow with the picture."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = 2 * SHOWN
     if encoded:
-        picture = Image.open(io.BytesIO(encoded)).convert("RGB")
+        picture = Image.open(io.BytesIO(encoded))
+        picture.draft("RGB", (size, size))  # a large JPEG decodes at 1/2, 1/4 or 1/8 scale: faster
+        picture = picture.convert("RGB")
     else:
-        picture = Image.new("RGB", (int(image.get("width") or size), int(image.get("height") or size)), (200, 200, 200))
-    picture.thumbnail((size, size))
+        picture = Image.new("RGB", (int(image.get("width") or SHOWN), int(image.get("height") or SHOWN)),
+                            (200, 200, 200))
+    picture.thumbnail((size, size))  # nothing to do for a picture within size
     w, h = picture.size
+    scale = max(1.0, max(w, h) / SHOWN)  # picture pixels per CSS pixel
+    line, font_size = round(2 * scale), round(10 * scale)
+    fonts = FONTS.__dict__
+    if font_size not in fonts:
+        fonts[font_size] = ImageFont.load_default(size=font_size)
     draw = ImageDraw.Draw(picture)
+    draw.font = fonts[font_size]
     tp, fp, fn = found
 
     def pixels(b):  # Pillow wants x0 <= x1 and y0 <= y1, which a degenerate detection need not keep
         return [min(b[1], b[3]) * w, min(b[0], b[2]) * h, max(b[1], b[3]) * w, max(b[0], b[2]) * h]
 
     for g in fn:
-        dashed(draw, pixels(image["gt_boxes"][g]), FN_COLOR, 2)
+        dashed(draw, pixels(image["gt_boxes"][g]), FN_COLOR, line, dash=round(6 * scale))
         draw.text(pixels(image["gt_boxes"][g])[:2], names.get(image["gt_classes"][g], "?"), fill=FN_COLOR)
     for indices, color in ((tp, TP_COLOR), (fp, FP_COLOR)):
         for d in indices:
             box = pixels(image["boxes"][d])
-            draw.rectangle(box, outline=color, width=2)
-            draw.text((box[0] + 2, box[1] + 1), f"{names.get(image['classes'][d], '?')} {image['scores'][d]:.2f}",
-                      fill=color)
-    with AtomicFile(path, "wb") as out:
-        picture.save(out, format="JPEG", quality=85)
+            draw.rectangle(box, outline=color, width=line)
+            label = f"{names.get(image['classes'][d], '?')} {image['scores'][d]:.2f}"
+            draw.text((box[0] + line, box[1] + line / 2), label, fill=color)
+    picture.save(path, format="JPEG", quality=85)
 
 
 def versions() -> list[list[str]]:
@@ -300,96 +261,110 @@ def versions() -> list[list[str]]:
 
 
 def build(training_dir: Path, score_threshold: float = 0.5, iou_threshold: float = 0.5) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from tfodkit.evaluate import DETECTIONS
-
     kept = json.loads((training_dir / DETECTIONS).read_text())
+    target = training_dir / "report"
+    with staging_dir(target) as out:
+        write_report(training_dir, kept, out, score_threshold, iou_threshold)
+        replace_dir(out, target)
+    return target / "index.html"
+
+
+def write_report(training_dir: Path, kept: dict, out: Path, score_threshold: float, iou_threshold: float) -> None:
+    """index.html, its PNGs and the pictures pages of the evaluation kept in training_dir, into the empty dir out."""
     result = read_json(training_dir / "metrics.json")
     toolkit, train = read_json(training_dir / "toolkit.json"), read_json(training_dir / "train.json")
     names = {int(k): v for k, v in kept["categories"].items()}
     class_ids = sorted(names)
     images = kept["images"]
-    out = training_dir / "report"
-    (out / "pictures").mkdir(parents=True, exist_ok=True)
+    (out / "pictures").mkdir()
     body: list[str] = []
     title = f"Run report: {toolkit.get('model', training_dir.name)}, step {kept.get('step')}"
 
-    # the run
-    rate = train.get("steps_per_sec")  # the training's own rate: start-up and checkpoints left out
-    run_rows = [["training dir", str(training_dir)], ["model", toolkit.get("model", "n/a")],
-                ["steps", f"{train.get('step', 'n/a')}/{train.get('num_steps', 'n/a')}"],
-                ["time per step", f"{1 / rate:.3f} s" if rate else "n/a"],
-                ["training time", f"{train['seconds']:.0f} s" if train.get("seconds") else "n/a"],
-                ["evaluated checkpoint", Path(kept.get("checkpoint", "")).name],
-                ["score threshold / IoU", f"{score_threshold} / {iou_threshold}"]]
-    body.append("<h2 id=run>The run</h2>" + table(["", ""], run_rows, left=2)
-                + "<h3>Versions</h3>" + table(["package", "version"], versions(), left=2))
-    changes = toolkit.get("changes") or []
-    if changes:
-        body.append("<h3>Changed config fields</h3>" + table(
-            ["field", "base", "now", "from"],
-            [[c.get("field"), json.dumps(c.get("old")), json.dumps(c.get("new")), c.get("source", "")]
-             for c in changes], left=4))
-
-    # metrics
-    raw = result.get("all", {})
-    boxes = {c: sum(g == c for image in images for g in image["gt_classes"]) for c in class_ids}
-    head = [["mAP (IoU 0.50:0.95)", fmt(result.get("mAP"))], ["mAP@0.5", fmt(result.get("mAP@0.5"))],
-            ["mAP@0.75", fmt(result.get("mAP@0.75"))]]
-    head += [[f"mAP ({s})", fmt(raw.get(f"DetectionBoxes_Precision/mAP ({s})"))] for s in SIZES]
-    head += [["test images", len(images)], ["test boxes", sum(boxes.values())]]
-    ap50 = ap50_per_class(images, class_ids)
-    per_class_ap = result.get("per_class_AP", {})
-    body.append("<h2 id=metrics>Metrics</h2>" + table(["", ""], head, left=2)
-                + table(["class", "AP", "AP@0.5", "test boxes"],
-                        [[names[c], fmt(per_class_ap.get(names[c])), fmt(ap50.get(c)), boxes[c]] for c in class_ids])
-                + "<p>AP from metrics.json (TFOD's COCO evaluation); AP@0.5 from pycocotools on the kept detections"
-                  f" (score &ge; {kept.get('min_score')}, at most {kept.get('max_per_image')} an image).</p>")
-
-    # training curves
-    scalars = training_scalars(training_dir)
-    if scalars:
-        body.append("<h2 id=training>Training</h2>"
-                    f'<img src="{plot_training(scalars, out / "training.png")}" alt="training curves">')
-
-    # PR, F1, confusion
-    curves = m.curves(images, class_ids, 0.5)
-    best = {c: curves[c].best() for c in class_ids}
-    body.append("<h2 id=pr>Precision and recall</h2>"
-                f'<img src="{plot_pr(curves, names, score_threshold, out / "pr_curve.png")}" alt="PR curves">'
-                f'<img src="{plot_f1(curves, names, out / "f1_curve.png")}" alt="F1 curves">'
-                + table(["class", f"precision at {score_threshold}", f"recall at {score_threshold}",
-                         "best F1", "at score"],
-                        [[names[c], fmt(curves[c].at(score_threshold)[0]), fmt(curves[c].at(score_threshold)[1]),
-                          fmt(best[c][1]), fmt(best[c][0], 2)] for c in class_ids]))
-    matrix = m.confusion(images, class_ids, iou_threshold, score_threshold)
-    labels = [names[c] for c in class_ids] + ["background"]
-    confusion_png = plot_confusion(matrix, labels, out / "confusion_matrix.png",
-                                   f"confusion at IoU {iou_threshold}, score {score_threshold}")
-    body.append("<h2 id=confusion>Confusion matrix</h2>"
-                f'<img src="{confusion_png}" alt="confusion matrix">'
-                "<p>Rows: the true class; columns: the detected class. Row background: detections of no object;"
-                " column background: objects no detection found.</p>")
-
-    # dataset
-    dataset = read_json(Path(kept["records"][0]).parent / REPORT) if kept.get("records") else {}
-    splits = dataset.get("splits") or {}
-    per_class = ({s: {n: v["boxes"] for n, v in split.get("classes", {}).items()} for s, split in splits.items()}
-                 or {"testing": {names[c]: boxes[c] for c in class_ids}})
-    sizes = np.array([np.sqrt(max(b[2] - b[0], 0) * (image.get("height") or 1) * max(b[3] - b[1], 0)
-                              * (image.get("width") or 1)) for image in images for b in image["gt_boxes"]])
-    body.append("<h2 id=dataset>Dataset</h2>" + (f"<p>From {esc(REPORT)}.</p>" if splits else "")
-                + f'<img src="{plot_dataset(per_class, sizes, out / "dataset.png")}" alt="dataset">')
-
-    # pictures, worst first
+    # the pictures, worst first, drawn on a thread per core while the plots are made below (Pillow's
+    # decode, resize and encode drop the GIL)
     found = [m.errors(image, iou_threshold, score_threshold) for image in images]
     wrong = [len(f[1]) + len(f[2]) for f in found]
     order = sorted(range(len(images)), key=lambda i: (-wrong[i], images[i].get("filename", "")))
     with_errors = sum(w > 0 for w in wrong)
     shown = order[:max(with_errors, min(len(order), PER_PAGE))]
     encoded = record_images(images, set(shown))
+    pool = ThreadPoolExecutor(max(os.cpu_count() or 1, 1))
+    drawn = [pool.submit(draw_picture, images[i], encoded.pop(i, None), found[i], names, out / f"pictures/{i:05d}.jpg")
+             for i in shown]
+    try:
+        # the run
+        rate = train.get("steps_per_sec")  # the training's own rate: start-up and checkpoints left out
+        run_rows = [["training dir", str(training_dir)], ["model", toolkit.get("model", "n/a")],
+                    ["steps", f"{train.get('step', 'n/a')}/{train.get('num_steps', 'n/a')}"],
+                    ["time per step", f"{1 / rate:.3f} s" if rate else "n/a"],
+                    ["training time", f"{train['seconds']:.0f} s" if train.get("seconds") else "n/a"],
+                    ["evaluated checkpoint", Path(kept.get("checkpoint", "")).name],
+                    ["score threshold / IoU", f"{score_threshold} / {iou_threshold}"]]
+        body.append("<h2 id=run>The run</h2>" + table(["", ""], run_rows, left=2)
+                    + "<h3>Versions</h3>" + table(["package", "version"], versions(), left=2))
+        changes = toolkit.get("changes") or []
+        if changes:
+            body.append("<h3>Changed config fields</h3>" + table(
+                ["field", "base", "now", "from"],
+                [[c.get("field"), json.dumps(c.get("old")), json.dumps(c.get("new")), c.get("source", "")]
+                 for c in changes], left=4))
+
+        # metrics
+        raw = result.get("all", {})
+        boxes = {c: sum(g == c for image in images for g in image["gt_classes"]) for c in class_ids}
+        head = [["mAP (IoU 0.50:0.95)", fmt(result.get("mAP"))], ["mAP@0.5", fmt(result.get("mAP@0.5"))],
+                ["mAP@0.75", fmt(result.get("mAP@0.75"))]]
+        head += [[f"mAP ({s})", fmt(raw.get(f"DetectionBoxes_Precision/mAP ({s})"))] for s in SIZES]
+        head += [["test images", len(images)], ["test boxes", sum(boxes.values())]]
+        ap50 = m.coco_ap(images, class_ids, 0.5)
+        per_class_ap = result.get("per_class_AP", {})
+        body.append("<h2 id=metrics>Metrics</h2>" + table(["", ""], head, left=2)
+                    + table(["class", "AP", "AP@0.5", "test boxes"],
+                            [[names[c], fmt(per_class_ap.get(names[c])), fmt(ap50.get(c)), boxes[c]]
+                             for c in class_ids])
+                    + "<p>AP from metrics.json (TFOD's COCO evaluation); AP@0.5 computed as pycocotools does on the"
+                      f" kept detections (score &ge; {kept.get('min_score')}, at most {kept.get('max_per_image')}"
+                      " an image).</p>")
+
+        # training curves
+        scalars = training_scalars(training_dir)
+        if scalars:
+            body.append("<h2 id=training>Training</h2>"
+                        f'<img src="{plot_training(scalars, out / "training.png")}" alt="training curves">')
+
+        # PR, F1, confusion
+        curves = m.curves(images, class_ids, 0.5)
+        best = {c: curves[c].best() for c in class_ids}
+        body.append("<h2 id=pr>Precision and recall</h2>"
+                    f'<img src="{plot_pr(curves, names, score_threshold, out / "pr_curve.png")}" alt="PR curves">'
+                    f'<img src="{plot_f1(curves, names, out / "f1_curve.png")}" alt="F1 curves">'
+                    + table(["class", f"precision at {score_threshold}", f"recall at {score_threshold}",
+                             "best F1", "at score"],
+                            [[names[c], fmt(curves[c].at(score_threshold)[0]), fmt(curves[c].at(score_threshold)[1]),
+                              fmt(best[c][1]), fmt(best[c][0], 2)] for c in class_ids]))
+        matrix = m.confusion(images, class_ids, iou_threshold, score_threshold)
+        labels = [names[c] for c in class_ids] + ["background"]
+        confusion_png = plot_confusion(matrix, labels, out / "confusion_matrix.png",
+                                       f"confusion at IoU {iou_threshold}, score {score_threshold}")
+        body.append("<h2 id=confusion>Confusion matrix</h2>"
+                    f'<img src="{confusion_png}" alt="confusion matrix">'
+                    "<p>Rows: the true class; columns: the detected class. Row background: detections of no object;"
+                    " column background: objects no detection found.</p>")
+
+        # dataset
+        dataset = read_json(Path(kept["records"][0]).parent / REPORT) if kept.get("records") else {}
+        splits = dataset.get("splits") or {}
+        per_class = ({s: {n: v["boxes"] for n, v in split.get("classes", {}).items()} for s, split in splits.items()}
+                     or {"testing": {names[c]: boxes[c] for c in class_ids}})
+        sizes = np.array([np.sqrt(max(b[2] - b[0], 0) * (image.get("height") or 1) * max(b[3] - b[1], 0)
+                                  * (image.get("width") or 1)) for image in images for b in image["gt_boxes"]])
+        body.append("<h2 id=dataset>Dataset</h2>" + (f"<p>From {esc(REPORT)}.</p>" if splits else "")
+                    + f'<img src="{plot_dataset(per_class, sizes, out / "dataset.png")}" alt="dataset">')
+        for future in drawn:
+            future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
     pages = [shown[i:i + PER_PAGE] for i in range(0, len(shown), PER_PAGE)] or [[]]
     legend = ('<p><span class=tp>&#9632; true positive</span> <span class=fp>&#9632; false positive</span> '
               '<span class=fn>&#9633; missed (dashed)</span></p>')
@@ -397,19 +372,15 @@ def build(training_dir: Path, score_threshold: float = 0.5, iou_threshold: float
 
     def grid(indices) -> str:
         figures = []
-        with ThreadPoolExecutor(max(os.cpu_count() or 1, 1)) as pool:  # Pillow's decode and encode drop the GIL
-            list(pool.map(lambda i: draw_picture(images[i], encoded.get(i), found[i], names,
-                                                 out / f"pictures/{i:05d}.jpg"), indices))
         for i in indices:
-            name = f"pictures/{i:05d}.jpg"
             tp, fp, fn = found[i]
-            figures.append(f'<figure><img src="{name}" alt="{esc(images[i].get("filename", i))}">'
+            figures.append(f'<figure><img src="pictures/{i:05d}.jpg" alt="{esc(images[i].get("filename", i))}">'
                            f'<figcaption>{esc(images[i].get("filename", i))}: {len(tp)} TP, {len(fp)} FP, '
                            f'{len(fn)} FN</figcaption></figure>')
         return '<div class=grid>' + "".join(figures) + "</div>"
 
     for k, page in enumerate(pages):
-        write_text_atomic(out / f"pictures-{k + 1}.html", TEMPLATE.substitute(
+        (out / f"pictures-{k + 1}.html").write_text(TEMPLATE.substitute(
             title=esc(f"Pictures, page {k + 1} of {len(pages)}"),
             body='<p><a href="index.html">back to the report</a></p>' + links + legend + grid(page)))
     body.append(f"<h2 id=pictures>Pictures</h2><p>{with_errors} of {len(images)} test images have an error "
@@ -419,6 +390,4 @@ def build(training_dir: Path, score_threshold: float = 0.5, iou_threshold: float
     nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
         ("run", "run"), ("metrics", "metrics"), ("training", "training"), ("pr", "PR and F1"),
         ("confusion", "confusion"), ("dataset", "dataset"), ("pictures", "pictures"))) + "</nav>"
-    index = out / "index.html"
-    write_text_atomic(index, TEMPLATE.substitute(title=esc(title), body=nav + "\n".join(body)))
-    return index
+    (out / "index.html").write_text(TEMPLATE.substitute(title=esc(title), body=nav + "\n".join(body)))
