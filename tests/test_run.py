@@ -132,6 +132,16 @@ def _finished_run(tmp_path, records) -> dict:
     (training / "train.json").write_text(json.dumps({"status": "trained", "step": 6, "num_steps": 6}))
     (training / "metrics.json").write_text(json.dumps({"checkpoint": str(training / "ckpt-6"), "step": 6,
                                                        "mAP@0.5": 0.5}))
+    box = [0.1, 0.1, 0.5, 0.5]  # the evaluation's kept detections (no records: the report draws grey pictures)
+    (training / "eval_detections.json").write_text(json.dumps({
+        "checkpoint": str(training / "ckpt-6"), "step": 6, "min_score": 0.01, "max_per_image": 100, "records": [],
+        "categories": {"1": "circle"}, "images": [
+            {"filename": "hit.jpg", "height": 64, "width": 64, "gt_boxes": [box], "gt_classes": [1],
+             "boxes": [box], "scores": [0.9], "classes": [1]},
+            {"filename": "missed.jpg", "height": 64, "width": 64, "gt_boxes": [box], "gt_classes": [1],
+             "boxes": [], "scores": [], "classes": []}]}))
+    (training / "report").mkdir()
+    (training / "report" / "index.html").write_text("<!DOCTYPE html><title>report</title>\n")  # after the evaluation
     (export / "saved_model" / "saved_model.pb").write_bytes(b"pb")
     (export / "export.json").write_text(json.dumps({"checkpoint": str(training / "ckpt-6"), "tflite": False}))
     p = _plan(tmp_path, records)
@@ -192,3 +202,38 @@ def test_train_sh_rerun_with_nothing_to_do_takes_no_tensorflow(tmp_path, records
         "fetch", "readconfig", "train", "evaluate", "export"]
     assert all(s.get("skipped") == "up to date" for s in data["steps"][1:])
     assert "tensorflow" not in out.stderr.lower()
+
+
+def test_train_sh_rerun_with_nothing_to_do_writes_a_missing_or_outdated_report(tmp_path, records, clean_env):
+    """The rerun trains nothing, but writes the report again when it was deleted or is older than the
+    evaluation (from the kept detections: no TensorFlow), and leaves an up-to-date one alone."""
+    _finished_run(tmp_path, records)
+    training = tmp_path / "t"
+    index, metrics = training / "report" / "index.html", training / "metrics.json"
+    env = {k: v for k, v in os.environ.items() if k not in run.VARIABLES}
+    env.update(TFODKIT_PYTHON=sys.executable, TENSORBOARD="0")
+
+    def rerun() -> tuple[str, list]:
+        out = subprocess.run(["bash", str(ROOT / "train.sh"), "m", str(training), str(tmp_path / "e"), str(records),
+                              SSD], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert "nothing to do: trained to step 6/6" in out.stdout and "step train" not in out.stdout
+        assert "tensorflow" not in out.stderr.lower()
+        return out.stdout, [(s["name"], s.get("skipped")) for s in runlog.load(training)["steps"]]
+
+    (training / "report" / "index.html").unlink()
+    stdout, steps = rerun()
+    assert f"report: {index} is missing" in stdout and "step report: status 0" in stdout
+    assert steps[-1] == ("report", None)
+    assert "1 of 2 test images have an error" in index.read_text()  # the real report, from eval_detections.json
+
+    before = metrics.stat().st_mtime_ns - 10**9
+    os.utime(index, ns=(before, before))  # as if the evaluation ran again after the report
+    stdout, steps = rerun()
+    assert f"report: {index} is older than metrics.json" in stdout and steps[-1] == ("report", None)
+    assert index.stat().st_mtime_ns > metrics.stat().st_mtime_ns
+
+    written = index.stat().st_mtime_ns
+    stdout, steps = rerun()
+    assert "step report" not in stdout and "report" not in [name for name, _ in steps]
+    assert index.stat().st_mtime_ns == written

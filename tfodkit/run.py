@@ -521,6 +521,11 @@ def execute(p: Plan) -> int:
                 log(f"nothing to do: {done} (delete {p.training_dir / 'run.json'} to run every step again)")
                 for name in commands:
                     run.skip(name, "up to date")
+                from tfodkit.report import stale  # no TensorFlow or matplotlib
+
+                if why := stale(p.training_dir):  # deleted, or a run from before the report
+                    log(f"report: {why}")
+                    run.step("report", report_command(p))
             else:
                 run.step("readconfig", commands["readconfig"])
                 run.start_tensorboard()

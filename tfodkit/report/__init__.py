@@ -1,9 +1,28 @@
 """The run report (python -m tfodkit.report): TRAINING_DIR/report/index.html from what the evaluation kept.
 
-This package's top level imports nothing heavy: tfodkit/evaluate.py takes the name of the file it
-keeps from here.
+This package's top level imports nothing heavy: tfodkit/evaluate.py takes the kept file's name
+from here, and train.sh's rerun decision (tfodkit/run.py) asks ``stale`` without TensorFlow or
+matplotlib.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 DETECTIONS = "eval_detections.json"  # the evaluation's kept ground truth and detections (tfodkit/evaluate.py)
+INDEX = Path("report") / "index.html"
+
+
+def stale(training_dir: Path) -> str | None:
+    """Why an evaluated training dir's report needs writing (missing, or older than the evaluation), else None.
+
+    None too when there is no evaluation (no metrics.json) to report on.
+    """
+    evaluation = [training_dir / name for name in ("metrics.json", DETECTIONS) if (training_dir / name).is_file()]
+    if not any(p.name == "metrics.json" for p in evaluation):
+        return None
+    index = training_dir / INDEX
+    if not index.is_file():
+        return f"{index} is missing"
+    newer = [p.name for p in evaluation if p.stat().st_mtime_ns > index.stat().st_mtime_ns]
+    return f"{index} is older than {' and '.join(newer)}" if newer else None
