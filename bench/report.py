@@ -71,28 +71,74 @@ def make_training_dir(training: Path, n_images: int, n_classes: int, seed: int =
             encoded = io.BytesIO()
             picture.save(encoded, format="JPEG", quality=90)
             name = f"bench-{i:05d}.jpg"
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded.getvalue()])),
-                "image/source_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
-            })).SerializeToString())
-            images.append({"record": str(record), "index": i, "source_id": name, "filename": name,
-                           "height": 320, "width": 320, "key": i, "gt_boxes": gt, "gt_classes": gt_classes,
-                           "boxes": [[round(float(v), 5) for v in b] for b in boxes],
-                           "scores": [round(float(s), 5) for s in scores], "classes": classes})
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "image/encoded": tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[encoded.getvalue()])
+                            ),
+                            "image/source_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()])),
+                        }
+                    )
+                ).SerializeToString()
+            )
+            images.append(
+                {
+                    "record": str(record),
+                    "index": i,
+                    "source_id": name,
+                    "filename": name,
+                    "height": 320,
+                    "width": 320,
+                    "key": i,
+                    "gt_boxes": gt,
+                    "gt_classes": gt_classes,
+                    "boxes": [[round(float(v), 5) for v in b] for b in boxes],
+                    "scores": [round(float(s), 5) for s in scores],
+                    "classes": classes,
+                }
+            )
     names = {str(c): f"class{c}" for c in range(1, n_classes + 1)}
-    (training / "eval_detections.json").write_text(json.dumps({
-        "checkpoint": str(training / "ckpt-1"), "step": 1000, "min_score": 0.01, "max_per_image": 100,
-        "records": [str(record)], "categories": names, "images": images}))
-    (training / "metrics.json").write_text(json.dumps({
-        "mAP": 0.5, "mAP@0.5": 0.7, "mAP@0.75": 0.5, "num_images": n_images,
-        "per_class_AP": {n: 0.5 for n in names.values()}, "all": {}}))
-    (training / "train.json").write_text(json.dumps({"step": 1000, "num_steps": 1000, "seconds": 600.0,
-                                                     "steps_per_sec": 1.7}))
+    (training / "eval_detections.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(training / "ckpt-1"),
+                "step": 1000,
+                "min_score": 0.01,
+                "max_per_image": 100,
+                "records": [str(record)],
+                "categories": names,
+                "images": images,
+            }
+        )
+    )
+    (training / "metrics.json").write_text(
+        json.dumps(
+            {
+                "mAP": 0.5,
+                "mAP@0.5": 0.7,
+                "mAP@0.75": 0.5,
+                "num_images": n_images,
+                "per_class_AP": {n: 0.5 for n in names.values()},
+                "all": {},
+            }
+        )
+    )
+    (training / "train.json").write_text(
+        json.dumps({"step": 1000, "num_steps": 1000, "seconds": 600.0, "steps_per_sec": 1.7})
+    )
     writer = tf.summary.create_file_writer(str(training / "train"))
     with writer.as_default():
         for step in range(1, 1001):
-            for tag in ("Loss/classification_loss", "Loss/localization_loss", "Loss/regularization_loss",
-                        "Loss/total_loss", "learning_rate", "steps_per_sec"):
+            for tag in (
+                "Loss/classification_loss",
+                "Loss/localization_loss",
+                "Loss/regularization_loss",
+                "Loss/total_loss",
+                "learning_rate",
+                "steps_per_sec",
+            ):
                 tf.summary.scalar(tag, float(np.exp(-step / 300) + rng.normal(0, 0.01)), step=step)
     writer.close()
 
@@ -115,8 +161,9 @@ def main() -> int:
             shutil.rmtree(training / "report", ignore_errors=True)
             load = round(os.getloadavg()[0], 2)
             before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
-            subprocess.run([sys.executable, "-m", "tfodkit.report", str(training)], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "tfodkit.report", str(training)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+            )
             seconds = round(time.monotonic() - start, 2)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = round(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, 2)
@@ -124,14 +171,24 @@ def main() -> int:
             print(f"run {len(runs)}: {seconds} s ({cpu} s CPU), load average {load}", flush=True)
         pictures = len(list((training / "report" / "pictures").iterdir()))
     walls = [r["seconds"] for r in runs]
-    result = {"images": args.images, "classes": args.classes, "pictures_drawn": pictures, "cores": os.cpu_count(),
-              "seconds": statistics.median(walls), "fastest": min(walls), "slowest": max(walls),
-              "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs), "runs": runs}
+    result = {
+        "images": args.images,
+        "classes": args.classes,
+        "pictures_drawn": pictures,
+        "cores": os.cpu_count(),
+        "seconds": statistics.median(walls),
+        "fastest": min(walls),
+        "slowest": max(walls),
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+        "runs": runs,
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"report for {args.images} test images ({pictures} pictures drawn): median {result['seconds']} s "
-          f"({min(walls)}-{max(walls)} s over {len(runs)} runs, {result['cpu_seconds']} s CPU), load average "
-          f"{', '.join(str(r['load_average_1min']) for r in runs)} -> {args.output}")
+    print(
+        f"report for {args.images} test images ({pictures} pictures drawn): median {result['seconds']} s "
+        f"({min(walls)}-{max(walls)} s over {len(runs)} runs, {result['cpu_seconds']} s CPU), load average "
+        f"{', '.join(str(r['load_average_1min']) for r in runs)} -> {args.output}"
+    )
     return 0
 
 

@@ -24,8 +24,13 @@ GT = [0.0, 0.0, 1.0, 1.0]
 
 
 def image(gt=(), gt_classes=(), boxes=(), scores=(), classes=()):
-    return {"gt_boxes": [list(b) for b in gt], "gt_classes": list(gt_classes), "boxes": [list(b) for b in boxes],
-            "scores": list(scores), "classes": list(classes)}
+    return {
+        "gt_boxes": [list(b) for b in gt],
+        "gt_classes": list(gt_classes),
+        "boxes": [list(b) for b in boxes],
+        "scores": list(scores),
+        "classes": list(classes),
+    }
 
 
 def test_iou_of_known_boxes():
@@ -115,25 +120,44 @@ def pycocotools_ap(images: list[dict], class_ids: list[int], iou: float = 0.5) -
     for i, img in enumerate(images):
         h, w = float(img.get("height") or 1), float(img.get("width") or 1)
         for (y0, x0, y1, x1), c in zip(img["gt_boxes"], img["gt_classes"], strict=True):
-            gts.append({"id": len(gts) + 1, "image_id": i, "category_id": int(c), "iscrowd": 0,
-                        "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h], "area": (x1 - x0) * w * (y1 - y0) * h})
+            gts.append(
+                {
+                    "id": len(gts) + 1,
+                    "image_id": i,
+                    "category_id": int(c),
+                    "iscrowd": 0,
+                    "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h],
+                    "area": (x1 - x0) * w * (y1 - y0) * h,
+                }
+            )
         for (y0, x0, y1, x1), score, c in zip(img["boxes"], img["scores"], img["classes"], strict=True):
-            dets.append({"image_id": i, "category_id": int(c), "score": float(score),
-                         "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h]})
+            dets.append(
+                {
+                    "image_id": i,
+                    "category_id": int(c),
+                    "score": float(score),
+                    "bbox": [x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h],
+                }
+            )
     if not gts or not dets:
         return {}
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
-        coco.dataset = {"images": [{"id": i} for i in range(len(images))], "annotations": gts,
-                        "categories": [{"id": c} for c in class_ids]}
+        coco.dataset = {
+            "images": [{"id": i} for i in range(len(images))],
+            "annotations": gts,
+            "categories": [{"id": c} for c in class_ids],
+        }
         coco.createIndex()
         ev = COCOeval(coco, coco.loadRes(dets), "bbox")
         ev.params.iouThrs = np.array([iou])
         ev.evaluate()
         ev.accumulate()
     precision = ev.eval["precision"][0, :, :, 0, -1]  # recall points x classes; area all, 100 detections
-    return {int(c): float(precision[:, k].mean()) if (precision[:, k] > -1).any() else -1.0
-            for k, c in enumerate(ev.params.catIds)}
+    return {
+        int(c): float(precision[:, k].mean()) if (precision[:, k] > -1).any() else -1.0
+        for k, c in enumerate(ev.params.catIds)
+    }
 
 
 def random_images(rng, n: int, classes: int) -> list[dict]:
@@ -160,9 +184,17 @@ def random_images(rng, n: int, classes: int) -> list[dict]:
                 boxes.append([y0, x0, y0 + rng.uniform(0, 0.2), x0 + rng.uniform(0, 0.2)])
                 det_classes.append(int(rng.integers(1, classes + 2)))
             scores.append(round(float(rng.uniform(0, 1)), 2))  # two digits: many ties
-        images.append({"gt_boxes": [[float(v) for v in b] for b in gt], "gt_classes": gt_classes,
-                       "boxes": [[float(v) for v in b] for b in boxes], "scores": scores, "classes": det_classes,
-                       "height": int(rng.integers(50, 500)), "width": int(rng.integers(50, 500))})
+        images.append(
+            {
+                "gt_boxes": [[float(v) for v in b] for b in gt],
+                "gt_classes": gt_classes,
+                "boxes": [[float(v) for v in b] for b in boxes],
+                "scores": scores,
+                "classes": det_classes,
+                "height": int(rng.integers(50, 500)),
+                "width": int(rng.integers(50, 500)),
+            }
+        )
     return images
 
 
@@ -173,8 +205,11 @@ def test_coco_ap_equals_pycocotools_on_the_hand_built_cases():
         dict(image([GT], [2], [[0, 0, 1, 0.49]], [0.7], [2]), height=100, width=100),  # IoU 0.49: a miss
         dict(image([GT], [2], [[0, 0, 1, 0.51]], [0.6], [2]), height=100, width=100),  # IoU 0.51: a hit
         dict(image(boxes=[GT], scores=[0.95], classes=[1]), height=100, width=100),  # no objects
-        dict(image([GT], [3], [[2, 2, 3, 3]] * 120 + [GT] * 30, list(np.linspace(0.99, 0.1, 150)), [3] * 150),
-             height=100, width=100),  # 150 detections of one class, the hit 121st: COCO counts the first 100
+        dict(
+            image([GT], [3], [[2, 2, 3, 3]] * 120 + [GT] * 30, list(np.linspace(0.99, 0.1, 150)), [3] * 150),
+            height=100,
+            width=100,
+        ),  # 150 detections of one class, the hit 121st: COCO counts the first 100
         dict(image([GT], [3], [GT], [0.05], [3]), height=100, width=100),
     ]
     mine = metrics.coco_ap(images, [1, 2, 3, 4])
@@ -195,8 +230,17 @@ def test_coco_ap_equals_pycocotools_on_random_images(seed):
 # --- the page in headless Chromium, driven over the DevTools protocol on a pipe (no extra dependency)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-quic", "--remote-debugging-pipe"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--remote-debugging-pipe",
+]
 
 
 class Browser:
@@ -211,9 +255,13 @@ class Browser:
             os.dup2(high[0], 3)
             os.dup2(high[1], 4)
 
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,900",
-                                      "about:blank"], preexec_fn=fds, close_fds=False,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1200,900", "about:blank"],
+            preexec_fn=fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self.buffer, self.next_id, self.events = b"", 0, []
@@ -266,16 +314,25 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
         browser.events.clear()
         browser.send("Page.navigate", session, url=page.as_uri())
         browser.wait_for("Page.loadEventFired")
-        images = browser.send("Runtime.evaluate", session, returnByValue=True, expression=(
-            "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"))
+        images = browser.send(
+            "Runtime.evaluate",
+            session,
+            returnByValue=True,
+            expression=("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"),
+        )
         shot = browser.send("Page.captureScreenshot", session, format="png")["data"]
         events = browser.events
         return {
-            "errors": [e for e in events if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
-                       or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
-                       or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")],
-            "requests": [e["params"]["request"]["url"] for e in events
-                         if e.get("method") == "Network.requestWillBeSent"],
+            "errors": [
+                e
+                for e in events
+                if e.get("method") in ("Runtime.exceptionThrown", "Network.loadingFailed")
+                or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+                or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+            ],
+            "requests": [
+                e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"
+            ],
             "images": images["result"]["value"],
             "screenshot": base64.b64decode(shot),
         }
@@ -289,26 +346,51 @@ def handmade_training_dir(root: Path) -> Path:
     training.mkdir()
     images = [
         dict(image([GT], [1], [GT], [0.9], [1]), filename="hit.jpg", height=200, width=300),
-        dict(image([[0.1, 0.1, 0.5, 0.5]], [2], [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.8, 0.7], [1, 2]),
-             filename="wrong-class.jpg", height=200, width=300),
+        dict(
+            image([[0.1, 0.1, 0.5, 0.5]], [2], [[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]], [0.8, 0.7], [1, 2]),
+            filename="wrong-class.jpg",
+            height=200,
+            width=300,
+        ),
         dict(image(), filename="empty.jpg", height=100, width=100),
         dict(image([[0.2, 0.2, 0.4, 0.4]], [2]), filename="missed.jpg", height=100, width=100),
     ]
-    (training / "eval_detections.json").write_text(json.dumps({
-        "checkpoint": str(training / "ckpt-6"), "step": 6, "min_score": 0.01, "max_per_image": 100,
-        "records": [], "categories": {"1": "circle", "2": "square"}, "images": images}))
-    (training / "metrics.json").write_text(json.dumps({
-        "mAP": 0.25, "mAP@0.5": 0.5, "mAP@0.75": 0.25, "per_class_AP": {"circle": 0.5, "square": 0.125},
-        "all": {"DetectionBoxes_Precision/mAP (small)": -1.0}}))
-    (training / "train.json").write_text(json.dumps({"step": 6, "num_steps": 6, "seconds": 12.0,
-                                                     "steps_per_sec": 2.0}))
+    (training / "eval_detections.json").write_text(
+        json.dumps(
+            {
+                "checkpoint": str(training / "ckpt-6"),
+                "step": 6,
+                "min_score": 0.01,
+                "max_per_image": 100,
+                "records": [],
+                "categories": {"1": "circle", "2": "square"},
+                "images": images,
+            }
+        )
+    )
+    (training / "metrics.json").write_text(
+        json.dumps(
+            {
+                "mAP": 0.25,
+                "mAP@0.5": 0.5,
+                "mAP@0.75": 0.25,
+                "per_class_AP": {"circle": 0.5, "square": 0.125},
+                "all": {"DetectionBoxes_Precision/mAP (small)": -1.0},
+            }
+        )
+    )
+    (training / "train.json").write_text(json.dumps({"step": 6, "num_steps": 6, "seconds": 12.0, "steps_per_sec": 2.0}))
     return training
 
 
 def test_report_cli_writes_the_page_and_its_numbers(tmp_path):
     training = handmade_training_dir(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "tfodkit.report", str(training), "--score_threshold", "0.5"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfodkit.report", str(training), "--score_threshold", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     index = training / "report" / "index.html"
     assert f"report: {index}" in result.stdout
@@ -325,8 +407,9 @@ def test_report_cli_writes_the_page_and_its_numbers(tmp_path):
 
 
 def test_report_refuses_a_dir_without_evaluation(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tfodkit.report", str(tmp_path)], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tfodkit.report", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
 
@@ -348,11 +431,20 @@ def write_test_record(path: Path, pictures: list) -> None:
         for i, picture in enumerate(pictures):
             encoded = io.BytesIO()
             picture.save(encoded, format="JPEG", quality=95)
-            writer.write(tf.train.Example(features=tf.train.Features(feature={  # as the dataset tool's records
-                "image/height": feature([picture.height]), "image/width": feature([picture.width]),
-                "image/filename": feature([f"{i}.jpg".encode()]), "image/encoded": feature([encoded.getvalue()]),
-                "image/object/bbox/xmin": feature([0.1, 0.5]), "image/object/class/label": feature([1, 2]),
-            })).SerializeToString())
+            writer.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={  # as the dataset tool's records
+                            "image/height": feature([picture.height]),
+                            "image/width": feature([picture.width]),
+                            "image/filename": feature([f"{i}.jpg".encode()]),
+                            "image/encoded": feature([encoded.getvalue()]),
+                            "image/object/bbox/xmin": feature([0.1, 0.5]),
+                            "image/object/class/label": feature([1, 2]),
+                        }
+                    )
+                ).SerializeToString()
+            )
 
 
 def test_record_images_are_read_by_index_without_tensorflow(tmp_path):
@@ -423,9 +515,18 @@ def test_the_report_of_records_and_events_imports_no_tensorflow_and_replaces_the
     stray = training / "report" / "pictures" / "99999.jpg"  # from an earlier report
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"old")
-    result = subprocess.run([sys.executable, "-c", "import sys; from tfodkit.report.__main__ import main; main(["
-                             f"{str(training)!r}]); print('tensorflow imported:', 'tensorflow' in sys.modules)"],
-                            capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent.parent)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tfodkit.report.__main__ import main; main(["
+            f"{str(training)!r}]); print('tensorflow imported:', 'tensorflow' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent.parent,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorflow imported: False" in result.stdout
     report = training / "report"

@@ -34,10 +34,13 @@ def report(training_dir: Path, score_threshold: float = 0.5, iou: float = 0.5) -
     if not (training_dir / DETECTIONS).is_file():
         pipeline = training_dir / "pipeline.config"
         if not pipeline.is_file():
-            raise UserError(f"{training_dir} has no {DETECTIONS} and no pipeline.config",
-                            "give the training dir train.sh wrote")
-        print(f"report: {training_dir / DETECTIONS} is missing (a run from before the report): evaluating first",
-              flush=True)
+            raise UserError(
+                f"{training_dir} has no {DETECTIONS} and no pipeline.config", "give the training dir train.sh wrote"
+            )
+        print(
+            f"report: {training_dir / DETECTIONS} is missing (a run from before the report): evaluating first",
+            flush=True,
+        )
         from tfodkit.evaluate import evaluate
 
         evaluate(pipeline, training_dir, force=True)
@@ -50,8 +53,12 @@ def report(training_dir: Path, score_threshold: float = 0.5, iou: float = 0.5) -
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m tfodkit.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("training_dir", type=Path)
-    parser.add_argument("--score_threshold", type=unit_interval, default=0.5,
-                        help="detections scoring at least this count (confusion matrix, pictures; default 0.5)")
+    parser.add_argument(
+        "--score_threshold",
+        type=unit_interval,
+        default=0.5,
+        help="detections scoring at least this count (confusion matrix, pictures; default 0.5)",
+    )
     parser.add_argument("--iou", type=unit_interval, default=0.5, help="IoU for a match (default 0.5)")
     args = parser.parse_args(argv)
     index = report(args.training_dir, args.score_threshold, args.iou)

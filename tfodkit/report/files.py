@@ -59,9 +59,9 @@ def _fields(data: memoryview) -> Iterator[tuple[int, memoryview | int]]:
             value, i = _varint(data, i)
         elif kind == 2:
             length, i = _varint(data, i)
-            value, i = data[i:i + length], i + length
+            value, i = data[i : i + length], i + length
         elif kind in (1, 5):
-            value, i = data[i:i + (8 if kind == 1 else 4)], i + (8 if kind == 1 else 4)
+            value, i = data[i : i + (8 if kind == 1 else 4)], i + (8 if kind == 1 else 4)
         else:
             raise ValueError(f"protobuf wire type {kind} is not in a tf.train.Example")
         yield key >> 3, value
@@ -129,8 +129,13 @@ def scalars(events_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             event = Event.FromString(data)
             for value in event.summary.value:
                 kind = value.WhichOneof("value")
-                number = value.simple_value if kind == "simple_value" else \
-                    _number(value.tensor) if kind == "tensor" else None
+                number = (
+                    value.simple_value
+                    if kind == "simple_value"
+                    else _number(value.tensor)
+                    if kind == "tensor"
+                    else None
+                )
                 if number is not None:
                     per_tag.setdefault(value.tag, {})[event.step] = number
     out = {}

@@ -97,8 +97,9 @@ def curves(images: Sequence[dict], class_ids: Sequence[int], iou_threshold: floa
         scores.append(np.asarray(image["scores"], float).reshape(-1))
         hits.append(match(image, iou_threshold).det_gt >= 0)
         gt_classes.append(np.asarray(image["gt_classes"], int).reshape(-1))
-    all_classes, all_scores, all_hits, all_gt_classes = (np.concatenate(x) if x else np.zeros(0)
-                                                         for x in (classes, scores, hits, gt_classes))
+    all_classes, all_scores, all_hits, all_gt_classes = (
+        np.concatenate(x) if x else np.zeros(0) for x in (classes, scores, hits, gt_classes)
+    )
     out = {}
     for c in class_ids:  # each class's detections, images in order, then a stable sort by score
         mine = all_classes == c
@@ -112,8 +113,9 @@ def curves(images: Sequence[dict], class_ids: Sequence[int], iou_threshold: floa
     return out
 
 
-def confusion(images: Sequence[dict], class_ids: Sequence[int], iou_threshold: float = 0.5,
-              score_threshold: float = 0.5) -> np.ndarray:
+def confusion(
+    images: Sequence[dict], class_ids: Sequence[int], iou_threshold: float = 0.5, score_threshold: float = 0.5
+) -> np.ndarray:
     """Counts (K+1, K+1): rows the true class, columns the detected class, the last of each background.
 
     Detections scoring at least score_threshold, in decreasing score, each take the unmatched
@@ -243,8 +245,9 @@ def coco_ap(images: Sequence[dict], class_ids: Sequence[int], iou_threshold: flo
         gt_counted.append(gt_classes[~g_ignored])
     if not any_gt or not any_det:
         return {}
-    classes, scores, matched, ignored = (np.concatenate(columns[k]) if columns[k] else np.zeros(0)
-                                         for k in ("class", "score", "matched", "ignored"))
+    classes, scores, matched, ignored = (
+        np.concatenate(columns[k]) if columns[k] else np.zeros(0) for k in ("class", "score", "matched", "ignored")
+    )
     counted = np.concatenate(gt_counted)
     out = {}
     for c in class_ids:

@@ -56,10 +56,14 @@ def esc(value) -> str:
 
 def table(header: list[str], rows: list[list], left: int = 1) -> str:
     def cells(tag, values):
-        return "".join(f'<{tag}{" class=l" if i < left else ""}>{esc(v)}</{tag}>' for i, v in enumerate(values))
+        return "".join(f"<{tag}{' class=l' if i < left else ''}>{esc(v)}</{tag}>" for i, v in enumerate(values))
 
-    return ("<table>" + (f"<tr>{cells('th', header)}</tr>" if any(header) else "")
-            + "".join("<tr>" + cells("td", r) + "</tr>" for r in rows) + "</table>")
+    return (
+        "<table>"
+        + (f"<tr>{cells('th', header)}</tr>" if any(header) else "")
+        + "".join("<tr>" + cells("td", r) + "</tr>" for r in rows)
+        + "</table>"
+    )
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -108,8 +112,8 @@ def plot_training(scalars: dict, path: Path) -> str:
         ax.plot(steps, values, marker="." if len(steps) < 50 else None)
         ax.set_title(tag, fontsize=10)
         ax.set_xlabel("step")
-        ax.grid(alpha=.3)
-    for ax in list(axes.flat)[len(tags):]:
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tags) :]:
         ax.axis("off")
     fig.tight_layout()
     return save(fig, path)
@@ -119,12 +123,17 @@ def plot_pr(curves: dict[int, m.Curve], names: dict[int, str], score_threshold: 
     fig = figure(figsize=(6, 5))
     ax = fig.subplots()
     for c, curve in curves.items():
-        line, = ax.plot(np.concatenate([[0], curve.recall]), np.concatenate([[1], curve.precision]), label=names[c])
+        (line,) = ax.plot(np.concatenate([[0], curve.recall]), np.concatenate([[1], curve.precision]), label=names[c])
         p, r = curve.at(score_threshold)
         ax.plot([r], [p], "o", color=line.get_color())
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
-           title=f"precision-recall at IoU 0.5 (dots: score {score_threshold})")
-    ax.grid(alpha=.3)
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        title=f"precision-recall at IoU 0.5 (dots: score {score_threshold})",
+    )
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
@@ -135,10 +144,10 @@ def plot_f1(curves: dict[int, m.Curve], names: dict[int, str], path: Path) -> st
     ax = fig.subplots()
     for c, curve in curves.items():
         t, f1 = curve.best()
-        line, = ax.plot(m.THRESHOLDS, curve.f1(), label=f"{names[c]} (best {f1:.2f} at {t:.2f})")
+        (line,) = ax.plot(m.THRESHOLDS, curve.f1(), label=f"{names[c]} (best {f1:.2f} at {t:.2f})")
         ax.plot([t], [f1], "o", color=line.get_color())
     ax.set(xlabel="score threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.02), title="F1 against score threshold")
-    ax.grid(alpha=.3)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save(fig, path)
@@ -159,8 +168,15 @@ def plot_confusion(matrix: np.ndarray, labels: list[str], path: Path, title: str
         if n <= 30:
             top = values.max() or 1
             for (i, j), v in np.ndenumerate(values):
-                ax.text(j, i, f"{v:.2f}" if values is share else str(v), ha="center", va="center", fontsize=7,
-                        color="white" if v > top / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}" if values is share else str(v),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if v > top / 2 else "black",
+                )
     fig.suptitle(title)
     fig.tight_layout()
     return save(fig, path)
@@ -180,8 +196,11 @@ def plot_dataset(per_class: dict[str, dict[str, int]], sizes: np.ndarray, path: 
         axes[1].hist(sizes, bins=30, color="#3b7dd8")
     axes[1].axvline(32, color="gray", ls="--")
     axes[1].axvline(96, color="gray", ls="--")
-    axes[1].set(xlabel="sqrt(box area) in pixels (COCO small < 32 <= medium < 96 <= large)", ylabel="test boxes",
-                title="test box sizes")
+    axes[1].set(
+        xlabel="sqrt(box area) in pixels (COCO small < 32 <= medium < 96 <= large)",
+        ylabel="test boxes",
+        title="test box sizes",
+    )
     fig.tight_layout()
     return save(fig, path)
 
@@ -222,8 +241,9 @@ def draw_picture(image: dict, encoded: bytes | None, found, names: dict[int, str
         picture.draft("RGB", (size, size))  # a large JPEG decodes at 1/2, 1/4 or 1/8 scale: faster
         picture = picture.convert("RGB")
     else:
-        picture = Image.new("RGB", (int(image.get("width") or SHOWN), int(image.get("height") or SHOWN)),
-                            (200, 200, 200))
+        picture = Image.new(
+            "RGB", (int(image.get("width") or SHOWN), int(image.get("height") or SHOWN)), (200, 200, 200)
+        )
     picture.thumbnail((size, size))  # nothing to do for a picture within size
     w, h = picture.size
     scale = max(1.0, max(w, h) / SHOWN)  # picture pixels per CSS pixel
@@ -286,108 +306,182 @@ def write_report(training_dir: Path, kept: dict, out: Path, score_threshold: flo
     wrong = [len(f[1]) + len(f[2]) for f in found]
     order = sorted(range(len(images)), key=lambda i: (-wrong[i], images[i].get("filename", "")))
     with_errors = sum(w > 0 for w in wrong)
-    shown = order[:max(with_errors, min(len(order), PER_PAGE))]
+    shown = order[: max(with_errors, min(len(order), PER_PAGE))]
     encoded = record_images(images, set(shown))
     pool = ThreadPoolExecutor(max(os.cpu_count() or 1, 1))
-    drawn = [pool.submit(draw_picture, images[i], encoded.pop(i, None), found[i], names, out / f"pictures/{i:05d}.jpg")
-             for i in shown]
+    drawn = [
+        pool.submit(draw_picture, images[i], encoded.pop(i, None), found[i], names, out / f"pictures/{i:05d}.jpg")
+        for i in shown
+    ]
     try:
         # the run
         rate = train.get("steps_per_sec")  # the training's own rate: start-up and checkpoints left out
-        run_rows = [["training dir", str(training_dir)], ["model", toolkit.get("model", "n/a")],
-                    ["steps", f"{train.get('step', 'n/a')}/{train.get('num_steps', 'n/a')}"],
-                    ["time per step", f"{1 / rate:.3f} s" if rate else "n/a"],
-                    ["training time", f"{train['seconds']:.0f} s" if train.get("seconds") else "n/a"],
-                    ["evaluated checkpoint", Path(kept.get("checkpoint", "")).name],
-                    ["score threshold / IoU", f"{score_threshold} / {iou_threshold}"]]
-        body.append("<h2 id=run>The run</h2>" + table(["", ""], run_rows, left=2)
-                    + "<h3>Versions</h3>" + table(["package", "version"], versions(), left=2))
+        run_rows = [
+            ["training dir", str(training_dir)],
+            ["model", toolkit.get("model", "n/a")],
+            ["steps", f"{train.get('step', 'n/a')}/{train.get('num_steps', 'n/a')}"],
+            ["time per step", f"{1 / rate:.3f} s" if rate else "n/a"],
+            ["training time", f"{train['seconds']:.0f} s" if train.get("seconds") else "n/a"],
+            ["evaluated checkpoint", Path(kept.get("checkpoint", "")).name],
+            ["score threshold / IoU", f"{score_threshold} / {iou_threshold}"],
+        ]
+        body.append(
+            "<h2 id=run>The run</h2>"
+            + table(["", ""], run_rows, left=2)
+            + "<h3>Versions</h3>"
+            + table(["package", "version"], versions(), left=2)
+        )
         changes = toolkit.get("changes") or []
         if changes:
-            body.append("<h3>Changed config fields</h3>" + table(
-                ["field", "base", "now", "from"],
-                [[c.get("field"), json.dumps(c.get("old")), json.dumps(c.get("new")), c.get("source", "")]
-                 for c in changes], left=4))
+            body.append(
+                "<h3>Changed config fields</h3>"
+                + table(
+                    ["field", "base", "now", "from"],
+                    [
+                        [c.get("field"), json.dumps(c.get("old")), json.dumps(c.get("new")), c.get("source", "")]
+                        for c in changes
+                    ],
+                    left=4,
+                )
+            )
 
         # metrics
         raw = result.get("all", {})
         boxes = {c: sum(g == c for image in images for g in image["gt_classes"]) for c in class_ids}
-        head = [["mAP (IoU 0.50:0.95)", fmt(result.get("mAP"))], ["mAP@0.5", fmt(result.get("mAP@0.5"))],
-                ["mAP@0.75", fmt(result.get("mAP@0.75"))]]
+        head = [
+            ["mAP (IoU 0.50:0.95)", fmt(result.get("mAP"))],
+            ["mAP@0.5", fmt(result.get("mAP@0.5"))],
+            ["mAP@0.75", fmt(result.get("mAP@0.75"))],
+        ]
         head += [[f"mAP ({s})", fmt(raw.get(f"DetectionBoxes_Precision/mAP ({s})"))] for s in SIZES]
         head += [["test images", len(images)], ["test boxes", sum(boxes.values())]]
         ap50 = m.coco_ap(images, class_ids, 0.5)
         per_class_ap = result.get("per_class_AP", {})
-        body.append("<h2 id=metrics>Metrics</h2>" + table(["", ""], head, left=2)
-                    + table(["class", "AP", "AP@0.5", "test boxes"],
-                            [[names[c], fmt(per_class_ap.get(names[c])), fmt(ap50.get(c)), boxes[c]]
-                             for c in class_ids])
-                    + "<p>AP from metrics.json (TFOD's COCO evaluation); AP@0.5 computed as pycocotools does on the"
-                      f" kept detections (score &ge; {kept.get('min_score')}, at most {kept.get('max_per_image')}"
-                      " an image).</p>")
+        body.append(
+            "<h2 id=metrics>Metrics</h2>"
+            + table(["", ""], head, left=2)
+            + table(
+                ["class", "AP", "AP@0.5", "test boxes"],
+                [[names[c], fmt(per_class_ap.get(names[c])), fmt(ap50.get(c)), boxes[c]] for c in class_ids],
+            )
+            + "<p>AP from metrics.json (TFOD's COCO evaluation); AP@0.5 computed as pycocotools does on the"
+            f" kept detections (score &ge; {kept.get('min_score')}, at most {kept.get('max_per_image')}"
+            " an image).</p>"
+        )
 
         # training curves
         scalars = training_scalars(training_dir)
         if scalars:
-            body.append("<h2 id=training>Training</h2>"
-                        f'<img src="{plot_training(scalars, out / "training.png")}" alt="training curves">')
+            body.append(
+                "<h2 id=training>Training</h2>"
+                f'<img src="{plot_training(scalars, out / "training.png")}" alt="training curves">'
+            )
 
         # PR, F1, confusion
         curves = m.curves(images, class_ids, 0.5)
         best = {c: curves[c].best() for c in class_ids}
-        body.append("<h2 id=pr>Precision and recall</h2>"
-                    f'<img src="{plot_pr(curves, names, score_threshold, out / "pr_curve.png")}" alt="PR curves">'
-                    f'<img src="{plot_f1(curves, names, out / "f1_curve.png")}" alt="F1 curves">'
-                    + table(["class", f"precision at {score_threshold}", f"recall at {score_threshold}",
-                             "best F1", "at score"],
-                            [[names[c], fmt(curves[c].at(score_threshold)[0]), fmt(curves[c].at(score_threshold)[1]),
-                              fmt(best[c][1]), fmt(best[c][0], 2)] for c in class_ids]))
+        body.append(
+            "<h2 id=pr>Precision and recall</h2>"
+            f'<img src="{plot_pr(curves, names, score_threshold, out / "pr_curve.png")}" alt="PR curves">'
+            f'<img src="{plot_f1(curves, names, out / "f1_curve.png")}" alt="F1 curves">'
+            + table(
+                ["class", f"precision at {score_threshold}", f"recall at {score_threshold}", "best F1", "at score"],
+                [
+                    [
+                        names[c],
+                        fmt(curves[c].at(score_threshold)[0]),
+                        fmt(curves[c].at(score_threshold)[1]),
+                        fmt(best[c][1]),
+                        fmt(best[c][0], 2),
+                    ]
+                    for c in class_ids
+                ],
+            )
+        )
         matrix = m.confusion(images, class_ids, iou_threshold, score_threshold)
         labels = [names[c] for c in class_ids] + ["background"]
-        confusion_png = plot_confusion(matrix, labels, out / "confusion_matrix.png",
-                                       f"confusion at IoU {iou_threshold}, score {score_threshold}")
-        body.append("<h2 id=confusion>Confusion matrix</h2>"
-                    f'<img src="{confusion_png}" alt="confusion matrix">'
-                    "<p>Rows: the true class; columns: the detected class. Row background: detections of no object;"
-                    " column background: objects no detection found.</p>")
+        confusion_png = plot_confusion(
+            matrix, labels, out / "confusion_matrix.png", f"confusion at IoU {iou_threshold}, score {score_threshold}"
+        )
+        body.append(
+            "<h2 id=confusion>Confusion matrix</h2>"
+            f'<img src="{confusion_png}" alt="confusion matrix">'
+            "<p>Rows: the true class; columns: the detected class. Row background: detections of no object;"
+            " column background: objects no detection found.</p>"
+        )
 
         # dataset
         dataset = read_json(Path(kept["records"][0]).parent / REPORT) if kept.get("records") else {}
         splits = dataset.get("splits") or {}
-        per_class = ({s: {n: v["boxes"] for n, v in split.get("classes", {}).items()} for s, split in splits.items()}
-                     or {"testing": {names[c]: boxes[c] for c in class_ids}})
-        sizes = np.array([np.sqrt(max(b[2] - b[0], 0) * (image.get("height") or 1) * max(b[3] - b[1], 0)
-                                  * (image.get("width") or 1)) for image in images for b in image["gt_boxes"]])
-        body.append("<h2 id=dataset>Dataset</h2>" + (f"<p>From {esc(REPORT)}.</p>" if splits else "")
-                    + f'<img src="{plot_dataset(per_class, sizes, out / "dataset.png")}" alt="dataset">')
+        per_class = {
+            s: {n: v["boxes"] for n, v in split.get("classes", {}).items()} for s, split in splits.items()
+        } or {"testing": {names[c]: boxes[c] for c in class_ids}}
+        sizes = np.array(
+            [
+                np.sqrt(
+                    max(b[2] - b[0], 0) * (image.get("height") or 1) * max(b[3] - b[1], 0) * (image.get("width") or 1)
+                )
+                for image in images
+                for b in image["gt_boxes"]
+            ]
+        )
+        body.append(
+            "<h2 id=dataset>Dataset</h2>"
+            + (f"<p>From {esc(REPORT)}.</p>" if splits else "")
+            + f'<img src="{plot_dataset(per_class, sizes, out / "dataset.png")}" alt="dataset">'
+        )
         for future in drawn:
             future.result()
     finally:
         pool.shutdown(cancel_futures=True)
 
-    pages = [shown[i:i + PER_PAGE] for i in range(0, len(shown), PER_PAGE)] or [[]]
-    legend = ('<p><span class=tp>&#9632; true positive</span> <span class=fp>&#9632; false positive</span> '
-              '<span class=fn>&#9633; missed (dashed)</span></p>')
+    pages = [shown[i : i + PER_PAGE] for i in range(0, len(shown), PER_PAGE)] or [[]]
+    legend = (
+        "<p><span class=tp>&#9632; true positive</span> <span class=fp>&#9632; false positive</span> "
+        "<span class=fn>&#9633; missed (dashed)</span></p>"
+    )
     links = "<nav>" + "".join(f'<a href="pictures-{k + 1}.html">page {k + 1}</a>' for k in range(len(pages))) + "</nav>"
 
     def grid(indices) -> str:
         figures = []
         for i in indices:
             tp, fp, fn = found[i]
-            figures.append(f'<figure><img src="pictures/{i:05d}.jpg" alt="{esc(images[i].get("filename", i))}">'
-                           f'<figcaption>{esc(images[i].get("filename", i))}: {len(tp)} TP, {len(fp)} FP, '
-                           f'{len(fn)} FN</figcaption></figure>')
-        return '<div class=grid>' + "".join(figures) + "</div>"
+            figures.append(
+                f'<figure><img src="pictures/{i:05d}.jpg" alt="{esc(images[i].get("filename", i))}">'
+                f"<figcaption>{esc(images[i].get('filename', i))}: {len(tp)} TP, {len(fp)} FP, "
+                f"{len(fn)} FN</figcaption></figure>"
+            )
+        return "<div class=grid>" + "".join(figures) + "</div>"
 
     for k, page in enumerate(pages):
-        (out / f"pictures-{k + 1}.html").write_text(TEMPLATE.substitute(
-            title=esc(f"Pictures, page {k + 1} of {len(pages)}"),
-            body='<p><a href="index.html">back to the report</a></p>' + links + legend + grid(page)))
-    body.append(f"<h2 id=pictures>Pictures</h2><p>{with_errors} of {len(images)} test images have an error "
-                f"(score &ge; {score_threshold}, IoU {iou_threshold}); worst first, all of them on the pages below.</p>"
-                + links + legend + grid(pages[0][:12]))
+        (out / f"pictures-{k + 1}.html").write_text(
+            TEMPLATE.substitute(
+                title=esc(f"Pictures, page {k + 1} of {len(pages)}"),
+                body='<p><a href="index.html">back to the report</a></p>' + links + legend + grid(page),
+            )
+        )
+    body.append(
+        f"<h2 id=pictures>Pictures</h2><p>{with_errors} of {len(images)} test images have an error "
+        f"(score &ge; {score_threshold}, IoU {iou_threshold}); worst first, all of them on the pages below.</p>"
+        + links
+        + legend
+        + grid(pages[0][:12])
+    )
 
-    nav = "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
-        ("run", "run"), ("metrics", "metrics"), ("training", "training"), ("pr", "PR and F1"),
-        ("confusion", "confusion"), ("dataset", "dataset"), ("pictures", "pictures"))) + "</nav>"
+    nav = (
+        "<nav>"
+        + "".join(
+            f'<a href="#{a}">{t}</a>'
+            for a, t in (
+                ("run", "run"),
+                ("metrics", "metrics"),
+                ("training", "training"),
+                ("pr", "PR and F1"),
+                ("confusion", "confusion"),
+                ("dataset", "dataset"),
+                ("pictures", "pictures"),
+            )
+        )
+        + "</nav>"
+    )
     (out / "index.html").write_text(TEMPLATE.substitute(title=esc(title), body=nav + "\n".join(body)))
