@@ -184,6 +184,26 @@ def test_manifest_survives_a_restart(s3world, monkeypatch, capsys):
     assert set(keys(s3)) == {"runs/r1/training/a.txt"}
 
 
+def test_a_new_sidecar_of_a_relaunched_run_does_not_send_the_restored_files_again(s3world, monkeypatch, capsys):
+    s3, puts, training = s3world["s3"], s3world["puts"], s3world["training"]
+    for name, value in s3world["env"].items():
+        monkeypatch.setenv(name, value)
+    s3.put_object(Bucket=BUCKET, Key="runs/r2/training/ckpt-4.index", Body=b"four")
+    modified = s3.head_object(Bucket=BUCKET, Key="runs/r2/training/ckpt-4.index")["LastModified"].timestamp()
+    (training / "ckpt-4.index").write_bytes(b"four")  # as train.sh's restore leaves it: the object's time
+    os.utime(training / "ckpt-4.index", (modified, modified))
+    (training / "ckpt-6.index").write_bytes(b"six")  # trained since
+    (training / "train.json").write_bytes(b"{}")
+    os.utime(training / "train.json", (modified + 60, modified + 60))  # changed after the upload: sent
+    s3.put_object(Bucket=BUCKET, Key="runs/r2/training/train.json", Body=b"{}")
+    assert artifacts.main(["sync", "--once", "--run_name", "r2"]) == 0
+    err = capsys.readouterr().err
+    assert "1 files are in S3 already (restored from there): not sending them again" in err
+    assert "final sync: 2 uploaded (5 B), 1 unchanged" in err
+    assert puts["runs/r2/training/ckpt-4.index"] == 1 and puts["runs/r2/training/ckpt-6.index"] == 1
+    assert puts["runs/r2/training/train.json"] == 2
+
+
 def test_run_name_from_the_environment_the_metadata_endpoint_then_fallbacks(metadata, monkeypatch, capsys):
     monkeypatch.delenv("RUN_NAME", raising=False)
     monkeypatch.delenv("RUN_ID", raising=False)

@@ -9,7 +9,9 @@ folder (tfodkit/runs.py): ``<target>/runs/<run name>/<directory name>/``, with
 the defaults ``.../training/...`` and ``.../exported_model/...``.
 Only files whose size or modification time changed since their last successful
 upload are sent; a local JSON manifest remembers them, so a restarted sidecar
-does not send everything again. Each round sends the newest checkpoint's files
+does not send everything again, and a new one (the next task of a relaunched
+run, whose train.sh restored the run from S3) first counts as sent the files
+already in the run's folder with the same size and not older. Each round sends the newest checkpoint's files
 first (its data shards, then its ``.index``, then TensorFlow's ``checkpoint``
 state file), then the rest: on a spot reclaim the final sync has the two-minute
 notice at most, and the checkpoint a relaunch resumes from matters most. A
@@ -111,6 +113,30 @@ class Syncer:
             return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
+
+    def seed(self) -> int:
+        """With no manifest yet (a new task of a relaunched run): count as sent the files already in S3 with
+        the same size and not older (train.sh restored them from there); returns how many. A failed listing
+        only costs uploads."""
+        if self.manifest:
+            return 0
+        there: dict[str, tuple[int, float]] = {}
+        try:
+            for d in self.dirs:
+                folder = s3.S3Uri(self.bucket, "/".join(x for x in (self.prefix, d.name) if x))
+                for rel, size, modified in s3.list_prefix(folder, self.client, times=True):
+                    there[folder.join(rel).key] = (size, modified)
+        except UserError as exc:
+            log(f"warning: cannot list what is already in S3 ({exc}); sending everything")
+            return 0
+        for path, key in self.files():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if key in there and there[key][0] == st.st_size and st.st_mtime <= there[key][1]:
+                self.manifest[key] = [st.st_size, st.st_mtime_ns]
+        return len(self.manifest)
 
     def _save(self) -> None:
         write_text_atomic(self.manifest_path, json.dumps(self.manifest, indent=0, sort_keys=True))
@@ -220,6 +246,9 @@ def _loop(args: argparse.Namespace, folder: s3.S3Uri, name: str, dirs: list[str]
                     retry_delay=env_number("ARTIFACTS_RETRY_DELAY", 2.0, minimum=0, unit="seconds"))
     dest = runs.uri_text(folder)
     log(f"run {name}: {', '.join(dirs)} -> {dest} every {interval:g} s (manifest {manifest})")
+    seeded = syncer.seed()
+    if seeded:
+        log(f"{seeded} files are in S3 already (restored from there): not sending them again")
     n = 0
     while True:
         final = stop.is_set() or args.once

@@ -158,11 +158,14 @@ def exists(uri: str | S3Uri, s3=None) -> bool:
         raise _failure("check of", uri, exc) from None
 
 
-def list_prefix(uri: str | S3Uri, s3=None) -> list[tuple[str, int]]:
-    """(path relative to the prefix, size) of every object under the prefix ``uri``; [] when there is none."""
+def list_prefix(uri: str | S3Uri, s3=None, times: bool = False) -> list[tuple]:
+    """(path relative to the prefix, size) of every object under the prefix ``uri``, with ``times`` also its
+    LastModified (epoch seconds); [] when there is none."""
     uri = uri if isinstance(uri, S3Uri) else parse_s3_uri(uri)
     s3 = s3 or client()
     try:
+        if times:
+            return [(o["Relative"], o["Size"], o["LastModified"].timestamp()) for o in _objects(s3, uri)]
         return [(obj["Relative"], obj["Size"]) for obj in _objects(s3, uri)]
     except _aws_errors() as exc:
         raise _failure("listing of", uri, exc) from None
