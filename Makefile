@@ -25,11 +25,15 @@ doctor: install ## print versions, GPUs, CUDA; build one model per meta-architec
 lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 	@VENV=$(VENV) scripts/lint.sh
 
-test: install ## run the whole test suite
-	$(PY) -m pytest
+# TEST_WORKERS: pytest-xdist processes. Most tests spend their time in one
+# thread (TensorFlow's import and tracing), so 2 workers keep 2 cores busy.
+TEST_WORKERS ?= 2
+
+test: install ## run the whole test suite (TEST_WORKERS=2 processes)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 test-fast: install ## every test not marked slow (nothing that trains, exports or builds a real model)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Predict (README: Predict): an exported model on images -> pictures + JSON.
 # LABELS defaults to label_map.pbtxt beside saved_model/; PREDICT_ARGS go to predict.py.

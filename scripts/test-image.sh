@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make test-image: build the image (cpu variant) on a local Python 3.11 base and
 # run tests/image against it with a real Docker engine.
-#   scripts/test-image.sh [pytest args...]
+#   scripts/test-image.sh [--build-only] [pytest args...]
+# --build-only: the engine, the base and the image, no tests (.ci/run builds it
+# in the background while the unit tests run; the second call finds it cached).
 # Env: VENV (default .venv), IMAGE (default tfodkit:test), BASE_IMAGE (default:
 # a Debian 12 base built here with debootstrap and cached as tfodkit-base:bookworm).
 #
@@ -76,8 +78,8 @@ ensure_base() {
 }
 
 main() {
-  local venv=${VENV:-$ROOT/.venv} image=${IMAGE:-tfodkit:test} base=${BASE_IMAGE:-} t0=$SECONDS
-  [[ -x "$venv/bin/python" ]] || die 2 "$venv/bin/python not found (run make install)"
+  local venv=${VENV:-$ROOT/.venv} image=${IMAGE:-tfodkit:test} base=${BASE_IMAGE:-} t0=$SECONDS build_only=0
+  if [[ "${1:-}" == --build-only ]]; then build_only=1; shift; fi
   trap cleanup EXIT
   mkdir -p "$CACHE"
   ensure_daemon
@@ -86,6 +88,8 @@ main() {
   docker build --build-arg TF_VARIANT=cpu --build-arg BASE_IMAGE="$base" -t "$image" "$ROOT" \
     >"$CACHE/docker-build.log" 2>&1 || { tail -n 30 "$CACHE/docker-build.log" >&2; die 1 "docker build failed (full log: $CACHE/docker-build.log)"; }
   log "built $image in $((SECONDS - t0)) s: $(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.2f GB", $1/1e9}')"
+  ((build_only)) && return 0
+  [[ -x "$venv/bin/python" ]] || die 2 "$venv/bin/python not found (run make install)"
   cd "$ROOT"
   TFODKIT_IMAGE=$image "$venv/bin/python" -m pytest -m image tests/image "$@"
   log "image test done in $((SECONDS - t0)) s"
