@@ -24,7 +24,7 @@ main() {
       --records_dir "$demo/records"
   fi
   TFOD_FROM_SCRATCH=1 TFODKIT_PYTHON="$py" "$root/train.sh" "$demo/models" "$demo/training" "$demo/exported" \
-    "$demo/records" "SSD MobileNet V2 FPNLite 320x320" "" "$root/configs/demo_hparams.json"
+    "$demo/records" "SSD MobileNet V2 FPNLite 320x320" "$root/configs/demo.config" "$root/configs/demo_hparams.json"
   local status=0
   "$py" "$root/predict.py" --model "$demo/exported" --labels "$demo/exported/label_map.pbtxt" \
     --images "$demo/data/holdout" --output_dir "$demo/predictions" --min_confidence 0.5 --json || status=$?
