@@ -335,11 +335,11 @@ variable "artifacts_bucket" {
 variable "artifacts_prefix" {
   description = "Key prefix under which runs are stored (the containers' ARTIFACTS_TARGET is s3://<bucket>/<prefix>): s3://<bucket>/<prefix>/runs/<run name>/. The task role may read and write under it and nowhere else."
   type        = string
-  default     = "runs"
+  default     = "tfodkit"
 
   validation {
     condition     = can(regex("^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$", var.artifacts_prefix))
-    error_message = "artifacts_prefix must be a non-empty S3 key prefix without leading or trailing slashes, e.g. runs or team/tfod."
+    error_message = "artifacts_prefix must be a non-empty S3 key prefix without leading or trailing slashes, e.g. tfodkit or team/tfod."
   }
 }
 
