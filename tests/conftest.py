@@ -63,6 +63,19 @@ def reset_moto(endpoint: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
 
 
+@pytest.fixture
+def moto_s3(moto_endpoint, monkeypatch):
+    """An empty local AWS that boto3 finds through AWS_ENDPOINT_URL, as train.sh does; tfodkit.s3's client."""
+    from tfodkit import s3
+
+    reset_moto(moto_endpoint)
+    for name, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3.client()
+
+
 class Followed:
     """A subprocess whose stdout and stderr lines are collected while it runs, by one reader thread each.
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, reset_moto, write_records
-from tfodkit import run, runs, s3
+from tests.conftest import ROOT, write_records
+from tfodkit import run, runs
 from tfodkit.errors import UserError
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
@@ -52,16 +52,11 @@ def test_a_checkpoint_is_complete_with_its_index_and_every_shard():
 
 
 @pytest.fixture
-def bucket(moto_endpoint, monkeypatch):
-    reset_moto(moto_endpoint)
-    for name, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    for name in ("AWS_PROFILE", *run.VARIABLES):
+def bucket(moto_s3, monkeypatch):
+    for name in run.VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    client = s3.client()
-    client.create_bucket(Bucket="tfod-artifacts")
-    return client
+    moto_s3.create_bucket(Bucket="tfod-artifacts")
+    return moto_s3
 
 
 def _put(client, lay, files: dict[str, bytes]) -> None:

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import reset_moto
 from tfodkit import s3
 from tfodkit.errors import UserError
 
 
 @pytest.fixture
-def bucket(moto_endpoint, monkeypatch):
-    """An empty bucket "inputs"; boto3 finds moto through AWS_ENDPOINT_URL, as train.sh's fetch does."""
-    reset_moto(moto_endpoint)
-    for name, value in {"AWS_ENDPOINT_URL": moto_endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = s3.client()
-    client.create_bucket(Bucket="inputs")
-    return client
+def bucket(moto_s3):
+    """An empty bucket "inputs" in the local AWS."""
+    moto_s3.create_bucket(Bucket="inputs")
+    return moto_s3
 
 
 @pytest.mark.parametrize("uri,expected", [
