@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT  # noqa: E402
 
 from tfodkit.errors import ArgumentParser
+from tfodkit.report import DETECTIONS, detections_doc
 
 
 def make_training_dir(training: Path, n_images: int, n_classes: int, seed: int = 0) -> None:
@@ -100,17 +101,9 @@ def make_training_dir(training: Path, n_images: int, n_classes: int, seed: int =
                 }
             )
     names = {str(c): f"class{c}" for c in range(1, n_classes + 1)}
-    (training / "eval_detections.json").write_text(
+    (training / DETECTIONS).write_text(
         json.dumps(
-            {
-                "checkpoint": str(training / "ckpt-1"),
-                "step": 1000,
-                "min_score": 0.01,
-                "max_per_image": 100,
-                "records": [str(record)],
-                "categories": names,
-                "images": images,
-            }
+            detections_doc(checkpoint=training / "ckpt-1", step=1000, categories=names, images=images, records=[record])
         )
     )
     (training / "metrics.json").write_text(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfodkit.report import metrics
+from tfodkit.report import DETECTIONS, detections_doc, metrics
 
 GT = [0.0, 0.0, 1.0, 1.0]
 
@@ -355,17 +355,11 @@ def handmade_training_dir(root: Path) -> Path:
         dict(image(), filename="empty.jpg", height=100, width=100),
         dict(image([[0.2, 0.2, 0.4, 0.4]], [2]), filename="missed.jpg", height=100, width=100),
     ]
-    (training / "eval_detections.json").write_text(
+    (training / DETECTIONS).write_text(
         json.dumps(
-            {
-                "checkpoint": str(training / "ckpt-6"),
-                "step": 6,
-                "min_score": 0.01,
-                "max_per_image": 100,
-                "records": [],
-                "categories": {"1": "circle", "2": "square"},
-                "images": images,
-            }
+            detections_doc(
+                checkpoint=training / "ckpt-6", step=6, categories={1: "circle", 2: "square"}, images=images, records=[]
+            )
         )
     )
     (training / "metrics.json").write_text(
@@ -418,6 +412,8 @@ def test_report_refuses_a_dir_without_evaluation(tmp_path):
 
 
 def write_test_record(path: Path, pictures: list) -> None:
+    import tfodkit.compat  # noqa: F401  (before TensorFlow, as every TF user in a worker must)
+
     import tensorflow as tf
 
     def feature(values):
@@ -464,6 +460,8 @@ def test_record_images_are_read_by_index_without_tensorflow(tmp_path):
 
 
 def test_training_scalars_are_read_as_tensorboard_shows_them(tmp_path):
+    import tfodkit.compat  # noqa: F401  (before TensorFlow, as every TF user in a worker must)
+
     import tensorflow as tf
 
     from tfodkit.report import files
@@ -499,6 +497,8 @@ def test_training_scalars_are_read_as_tensorboard_shows_them(tmp_path):
 
 
 def test_the_report_of_records_and_events_imports_no_tensorflow_and_replaces_the_old_one(tmp_path):
+    import tfodkit.compat  # noqa: F401  (before TensorFlow, as every TF user in a worker must)
+
     import tensorflow as tf
     from PIL import Image
 

@@ -28,11 +28,9 @@ from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
 from tfodkit.fsutil import AtomicFile, write_json_atomic
 from tfodkit.progress import EVAL_BAR_FORMAT, speed_text
 from tfodkit.records import REPORT, split_of
-from tfodkit.report import DETECTIONS
+from tfodkit.report import DETECTIONS, MAX_PER_IMAGE, MIN_SCORE, detections_doc
 
 PREFIX = "DetectionBoxes_Precision/"
-MIN_SCORE = 0.01  # detections kept in DETECTIONS: the low-score tail only matters for PR curves
-MAX_PER_IMAGE = 100
 PER_CLASS = "DetectionBoxes_PerformanceByCategory/mAP/"
 
 
@@ -153,9 +151,8 @@ def detections_file(keeper: DetectionsKeeper, files: Sequence[str], categories: 
                     checkpoint: str, step: int) -> dict:
     index = record_index(files)
     images = [{**index.get(image["key"], {}), **image} for image in keeper.images]
-    return {"checkpoint": str(checkpoint), "step": step, "min_score": MIN_SCORE, "max_per_image": MAX_PER_IMAGE,
-            "box_format": "ymin xmin ymax xmax, normalized", "records": list(files),
-            "categories": {str(c["id"]): c["name"] for c in categories}, "images": images}
+    return detections_doc(checkpoint=checkpoint, step=step, categories={c["id"]: c["name"] for c in categories},
+                          images=images, records=list(files))
 
 
 class keeping_detections:

@@ -10,6 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 
 DETECTIONS = "eval_detections.json"  # the evaluation's kept ground truth and detections (tfodkit/evaluate.py)
+MIN_SCORE = 0.01  # detections kept in DETECTIONS: the low-score tail only matters for PR curves
+MAX_PER_IMAGE = 100
+
+
+def detections_doc(
+    *, checkpoint: object, step: int, categories: dict, images: list[dict], records: list[object]
+) -> dict:
+    """DETECTIONS' content, in its one layout (the evaluation writes it; the bench and tests build their own).
+
+    ``categories`` maps class ids to names; each image holds its ground truth and kept detections.
+    """
+    return {
+        "checkpoint": str(checkpoint),
+        "step": step,
+        "min_score": MIN_SCORE,
+        "max_per_image": MAX_PER_IMAGE,
+        "box_format": "ymin xmin ymax xmax, normalized",
+        "records": [str(r) for r in records],
+        "categories": {str(k): v for k, v in categories.items()},
+        "images": images,
+    }
+
+
 INDEX = Path("report") / "index.html"
 
 
