@@ -588,6 +588,15 @@ def spot_reclaim(world, task, training: int | None = 143) -> None:
                                     instanceIdentityDocument=json.dumps({"instanceId": instance["InstanceId"]}))
 
 
+def launched(world, *options: str, env: dict | None = None):
+    """runtask.sh started on the world's configs with these options, its first task running and its log followed."""
+    run = Run([*options, str(world["configs"]), *ARGS], env or world["env"])
+    task = world["agent"].task()
+    world["agent"].start(task)
+    run.saw("log:")
+    return run, task
+
+
 def second_task(agent: Agent, first, run: Run, timeout: float = 60):
     """The task runtask.sh launches after ``first`` (fails with runtask's output when there is none)."""
     run.until("a second task", lambda: any(t.task_arn != first.task_arn for t in agent.tasks()), timeout)
@@ -597,10 +606,7 @@ def second_task(agent: Agent, first, run: Run, timeout: float = 60):
 def test_a_reclaimed_task_is_relaunched_with_the_same_run_and_inputs(world):
     """Without training (the slow test below trains): the relaunch, its message, both logs in turn."""
     agent = world["agent"]
-    run = Run(["--run", "spot-1", str(world["configs"]), *ARGS], world["env"])
-    first = agent.task()
-    agent.start(first)
-    run.saw("log:")
+    run, first = launched(world, "--run", "spot-1")
     agent.log(first, ["task 1 step 5"])
     run.saw("task 1 step 5", where="out")
     spot_reclaim(world, first)
@@ -619,10 +625,7 @@ def test_a_reclaimed_task_is_relaunched_with_the_same_run_and_inputs(world):
 
 def test_a_failure_of_train_sh_is_not_relaunched_and_its_exit_code_passes_through(world):
     agent = world["agent"]
-    run = Run(["--run", "fails-1", str(world["configs"]), *ARGS], world["env"])
-    task = agent.task()
-    agent.start(task)
-    run.saw("log:")
+    run, task = launched(world, "--run", "fails-1")
     agent.log(task, ["error: hparams file s3://tfod-configs/hparams.json is missing or empty"])
     # train.sh failed (exit 2) as the spot notice came: a failure of its own, never retried
     spot_reclaim(world, task, training=2)
@@ -633,11 +636,8 @@ def test_a_failure_of_train_sh_is_not_relaunched_and_its_exit_code_passes_throug
 
 def test_max_restarts_0_exits_non_zero_with_the_command_that_resumes_the_run(world):
     agent = world["agent"]
-    run = Run(["--run", "norestart-1", "--max-restarts", "0", str(world["configs"]), *ARGS], world["env"])
-    task = agent.task()
+    run, task = launched(world, "--run", "norestart-1", "--max-restarts", "0")
     assert run_name(run) == "norestart-1" and task.started_by == "tfodkit-run/norestart-1"
-    agent.start(task)
-    run.saw("log:")
     spot_reclaim(world, task)
     assert run.finish() == 143, run.stderr
     assert len(agent.tasks()) == 1
@@ -659,10 +659,7 @@ def test_attach_to_a_run_with_no_task_says_how_to_start_it_again(world):
 def test_max_wait_stops_the_task_cleanly_with_a_message(world):
     agent = world["agent"]
     start = time.monotonic()
-    run = Run(["--run", "slow-1", "--max-wait", "4", str(world["configs"]), *ARGS], world["env"])
-    task = agent.task()
-    agent.start(task)
-    run.saw("log:")
+    run, task = launched(world, "--run", "slow-1", "--max-wait", "4")
     code = run.finish()
     assert code != 0, run.stderr
     assert task.last_status == "STOPPED" and task.stopped_reason == "runtask.sh: --max-wait exceeded"
@@ -709,10 +706,7 @@ def test_a_spot_reclaim_is_relaunched_and_the_new_task_resumes_from_s3(world, tm
         {"batch_size": 2, "train_steps": steps, "checkpoint_every_n": 5, "learning_rate": 0.01}).encode())
     # polls (each an aws CLI process) every 5 s: the cores are the training's
     env = {**world["env"], "RUNTASK_POLL_SECONDS": "5", "RUNTASK_LOG_PAGE_LIMIT": "50"}
-    run = Run(["--run", "reclaim-1", "--no-tensorboard", str(world["configs"]), *ARGS], env)
-    first = agent.task()
-    agent.start(first)
-    run.saw("log:")
+    run, first = launched(world, "--run", "reclaim-1", "--no-tensorboard", env=env)
 
     # task 1: train.sh and the artifacts sidecar, as ECS runs them; the spot notice is train.sh's SIGTERM
     command, task_env = _local_task(first, tmp_path / "task1", endpoint)
