@@ -53,6 +53,11 @@ def generate_name(model: str, now: dt.datetime | None = None) -> str:
     return f"{slug}-{now:%Y%m%d-%H%M%S}"
 
 
+def task_id(task_arn: str) -> str:
+    """arn:aws:ecs:r:a:task/cluster/ID (or task/ID, or ID) -> ID."""
+    return task_arn.rsplit("/", 1)[-1]
+
+
 def ecs_task_id(timeout: float = 2.0, warn: Callable[[str], None] | None = None) -> str | None:
     """The ECS task id (the last segment of TaskARN at $ECS_CONTAINER_METADATA_URI_V4/task), None outside ECS."""
     base = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
@@ -60,7 +65,7 @@ def ecs_task_id(timeout: float = 2.0, warn: Callable[[str], None] | None = None)
         return None
     try:
         with urllib.request.urlopen(f"{base.rstrip('/')}/task", timeout=timeout) as resp:
-            return str(json.load(resp)["TaskARN"]).rsplit("/", 1)[-1]
+            return task_id(str(json.load(resp)["TaskARN"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if warn:
             warn(f"no task id from the ECS metadata endpoint ({exc})")

@@ -153,14 +153,9 @@ def check_inputs(records: str, model: str, config: str, hparams: str) -> Inputs:
 
 # --- pure decisions (tested without AWS) -------------------------------------------------------
 
-def task_id(task_arn: str) -> str:
-    """arn:aws:ecs:r:a:task/cluster/ID (or task/ID, or ID) -> ID."""
-    return task_arn.rsplit("/", 1)[-1]
-
-
 def console_url(region: str, cluster: str, task_arn: str) -> str:
     return (f"https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/tasks/"
-            f"{task_id(task_arn)}/configuration?region={region}")
+            f"{runs.task_id(task_arn)}/configuration?region={region}")
 
 
 def find_container(task_def: dict, name: str) -> dict:
@@ -260,7 +255,7 @@ def log_target(container: dict, task_arn: str, settings: Settings) -> LogTarget:
         raise UserError(f"container {name!r} has no awslogs-stream-prefix, so its stream name is unknowable",
                         "set awslogs-stream-prefix in the task definition's log options")
     group = opts.get("awslogs-group") or settings.log_group
-    return LogTarget(group=group, stream=f"{prefix}/{name}/{task_id(task_arn)}",
+    return LogTarget(group=group, stream=f"{prefix}/{name}/{runs.task_id(task_arn)}",
                      region=opts.get("awslogs-region"))
 
 
@@ -305,7 +300,7 @@ def started(task: dict) -> bool:
 
 
 def summary(task: dict, container_name: str, artifacts: str | None = None) -> list[str]:
-    lines = [f"task {task_id(task.get('taskArn', '?'))} {task.get('lastStatus', '?')}",
+    lines = [f"task {runs.task_id(task.get('taskArn', '?'))} {task.get('lastStatus', '?')}",
              f"  stop code: {task.get('stopCode') or '-'}",
              f"  reason:    {task.get('stoppedReason') or '-'}"]
     for c in task.get("containers") or []:
@@ -333,7 +328,7 @@ def placement_error(failures: list[dict], settings: Settings) -> UserError:
     reasons = []
     for f in failures:
         reason = f.get("reason") or "no reason given"
-        where = f" on {task_id(f['arn'])}" if f.get("arn") else ""
+        where = f" on {runs.task_id(f['arn'])}" if f.get("arn") else ""
         detail = f" ({f['detail']})" if f.get("detail") else ""
         reasons.append(f"{reason}{where}{detail}")
     hint = next((PLACEMENT_HINTS[f.get("reason")] for f in failures if f.get("reason") in PLACEMENT_HINTS),
@@ -634,8 +629,8 @@ class Deadline:
         self.stopped = True
         self.aws("ecs", "stop-task", "--cluster", self.settings.cluster, "--task", self.task, "--reason",
                  MAX_WAIT_REASON)
-        say(f"--max-wait reached: stopping task {task_id(self.task)} (train.sh saves a checkpoint on the SIGTERM and "
-            "the sidecar uploads it)")
+        say(f"--max-wait reached: stopping task {runs.task_id(self.task)} (train.sh saves a checkpoint on the SIGTERM "
+            "and the sidecar uploads it)")
 
 
 @_watching
@@ -752,13 +747,14 @@ def step_next(args: argparse.Namespace) -> int:
     if code == 0:
         return 0
     if task.get("stoppedReason") == MAX_WAIT_REASON:
-        say(f"stopped: --max-wait ran out before run {name or task_id(args.task)} finished", *filter(None, [resume]))
+        say(f"stopped: --max-wait ran out before run {name or runs.task_id(args.task)} finished",
+            *filter(None, [resume]))
         return code
     reason = relaunch_reason(task, settings.container)
     if reason is None:
         return code  # train.sh failed (or was stopped by hand): never retried; follow printed why
     if name is None:
-        say(f"task {task_id(args.task)} stopped ({reason}) but has no run name: not relaunching")
+        say(f"task {runs.task_id(args.task)} stopped ({reason}) but has no run name: not relaunching")
         return code
     lay = run_layout(describe_task_definition(aws, task["taskDefinitionArn"]), name)
     exported, newest = _s3_state(settings, lay)
@@ -766,16 +762,16 @@ def step_next(args: argparse.Namespace) -> int:
         say(f"run {name} is exported in S3 ({lay.export_json}): it finished before the stop")
         return 0
     if args.restarts >= args.max_restarts:
-        say(f"task {task_id(args.task)} stopped: {reason}; not relaunching: --max-restarts {args.max_restarts} "
+        say(f"task {runs.task_id(args.task)} stopped: {reason}; not relaunching: --max-restarts {args.max_restarts} "
             f"{'allows no restart' if args.max_restarts == 0 else 'reached'}", *filter(None, [resume]))
         return code
     if args.deadline is not None and time.time() >= args.deadline:
-        say(f"task {task_id(args.task)} stopped: {reason}; not relaunching: --max-wait reached",
+        say(f"task {runs.task_id(args.task)} stopped: {reason}; not relaunching: --max-wait reached",
             *filter(None, [resume]))
         return code
     where = f"{newest.name} in {runs.uri_text(lay.training)}" if newest else \
         "no complete checkpoint in S3 yet" if lay else "no ARTIFACTS_TARGET: nothing to resume from"
-    say(f"restart {args.restarts + 1}/{args.max_restarts}: task {task_id(args.task)} stopped: {reason}; "
+    say(f"restart {args.restarts + 1}/{args.max_restarts}: task {runs.task_id(args.task)} stopped: {reason}; "
         f"relaunching run {name}, resuming from step {newest.step if newest else 0} ({where})")
     print(run_task(aws, settings, task["taskDefinitionArn"], task.get("overrides") or {}, name))
     return 0
