@@ -134,7 +134,7 @@ class Syncer:
                 st = path.stat()
             except OSError:
                 continue
-            if key in there and there[key][0] == st.st_size and st.st_mtime <= there[key][1]:
+            if key in there and s3.already_uploaded(st, *there[key]):
                 self.manifest[key] = [st.st_size, st.st_mtime_ns]
         return len(self.manifest)
 

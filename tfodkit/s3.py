@@ -235,6 +235,12 @@ def sync_down(uri: str | S3Uri, dest: Path, s3=None, log: Callable[[str], None] 
     return sorted(wanted)
 
 
+def already_uploaded(st: os.stat_result, size: int, modified: float) -> bool:
+    """Is the object of ``size`` bytes, last modified at ``modified`` (epoch seconds), the upload of the local
+    file of stat ``st``: the same size, and not older than the file?"""
+    return size == st.st_size and modified >= st.st_mtime
+
+
 def upload_dir(local: Path, uri: str | S3Uri, s3=None, changed_only: bool = False) -> int:
     """Every file under ``local`` to ``uri``/<relative path>; returns the number of files sent.
 
@@ -250,7 +256,7 @@ def upload_dir(local: Path, uri: str | S3Uri, s3=None, changed_only: bool = Fals
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             rel = path.relative_to(local).as_posix()
             st, obj = path.stat(), there.get(rel)
-            if obj and obj["Size"] == st.st_size and obj["LastModified"].timestamp() >= st.st_mtime:
+            if obj and already_uploaded(st, obj["Size"], obj["LastModified"].timestamp()):
                 continue
             s3.upload_file(str(path), uri.bucket, uri.join(rel).key)
             count += 1
