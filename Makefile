@@ -135,3 +135,17 @@ RUNTASK_FLAGS ?=
 runtask: ## train on AWS: make runtask RECORDS=s3://.. CONFIG=s3://.. HPARAMS=s3://.. [MODEL="..."]
 	@PATH="$$PATH:$(CURDIR)/$(VENV)/bin" ./runtask.sh $(RUNTASK_FLAGS) \
 	  "$(CONFIGS)" "$(RECORDS)" "$(MODEL)" "$(CONFIG)" "$(HPARAMS)"
+
+# Sweeps (README: Sweeps): many trainings from one YAML file, ranked by a metric.
+# BACKEND=local runs train.sh here one trial at a time; ecs runs the file's `parallel`
+# ECS tasks at once through runtask's code (CONFIGS). Rerun the same command to continue.
+BACKEND   ?= local
+SWEEP_DIR ?=
+.PHONY: sweep sweep-status
+
+sweep: install-runtime ## train and rank: SWEEP=file.yaml [BACKEND=local|ecs] [SWEEP_DIR=dir] [CONFIGS=configs.json]
+	@PATH="$$PATH:$(CURDIR)/$(VENV)/bin" $(PY) -m tfodkit.sweep run "$(SWEEP)" --backend "$(BACKEND)" \
+	  $(if $(SWEEP_DIR),--out "$(SWEEP_DIR)") --configs "$(CONFIGS)"
+
+sweep-status: ## a sweep's leaderboard, while it runs too: SWEEP_DIR=dir
+	@$(PY) -m tfodkit.sweep status "$(SWEEP_DIR)"

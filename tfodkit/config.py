@@ -123,16 +123,24 @@ def load_hparams(path: Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a JSON object of hyper-parameters, got {type(data).__name__}",
                         'e.g. {"batch_size": 8, "train_steps": 2000}')
-    out = {}
-    for key, value in data.items():
-        if key not in HPARAMS:
-            hint = did_you_mean(key, list(HPARAMS)) or f"known keys: {', '.join(HPARAMS)}"
-            raise UserError(f"{path}: unknown hyper-parameter {key!r}", hint)
-        out[key] = _check_value(key, value, HPARAMS[key], str(path))
+    return check_hparams(data, str(path))
+
+
+def check_key(key: str, source: str) -> HParam:
+    """The spec of a hyper-parameter name; an unknown one is a one-line error with the closest names."""
+    if key not in HPARAMS:
+        hint = did_you_mean(key, list(HPARAMS)) or f"known keys: {', '.join(HPARAMS)}"
+        raise UserError(f"{source}: unknown hyper-parameter {key!r}", hint)
+    return HPARAMS[key]
+
+
+def check_hparams(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Hyper-parameters (from ``source``, for the errors) with every key known and every value checked."""
+    out = {key: _check_value(key, value, check_key(key, source), source) for key, value in data.items()}
     if out.get("deterministic") and "seed" not in out:
-        raise UserError(f"{path}: deterministic is true but no seed is set", 'add e.g. "seed": 0')
+        raise UserError(f"{source}: deterministic is true but no seed is set", 'add e.g. "seed": 0')
     if "min_dim" in out and "max_dim" in out and out["min_dim"] > out["max_dim"]:
-        raise UserError(f"{path}: min_dim {out['min_dim']} is larger than max_dim {out['max_dim']}",
+        raise UserError(f"{source}: min_dim {out['min_dim']} is larger than max_dim {out['max_dim']}",
                         "make min_dim <= max_dim")
     return out
 
