@@ -52,7 +52,7 @@ def test_variables_become_the_steps_flags(tmp_path, records, clean_env):
     assert commands["train"][1:] == [
         "-m", "tfodkit.train", "--pipeline_config", str(tmp_path / "t" / "pipeline.config"), "--model_dir",
         str(tmp_path / "t"), "--cross_device_ops", "hierarchical_copy", "--cpu_replicas", "2"]
-    assert commands["export"][-1] == "--tflite"
+    assert commands["export"][-2:] == ["--formats", "saved_model,tflite"]
     assert all(c[0] == sys.executable for c in commands.values())
     # TFOD_NUM_GPUS is what the batch must divide by, when both are set
     clean_env.setenv("TFOD_NUM_GPUS", "4")
@@ -76,6 +76,8 @@ def test_paths_are_taken_relative_to_the_working_directory(tmp_path, records, cl
     ("TENSORBOARD_PORT", "http", "TENSORBOARD_PORT='http' is not a whole number"),
     ("ARTIFACTS_URI", "s3://x/runs", "ARTIFACTS_URI 's3://x/runs': bucket name 'x' is 1 character long"),
     ("TFOD_PRETRAINED_DIR", "/no/such/dir", "TFOD_PRETRAINED_DIR=/no/such/dir is not a directory"),
+    ("TFOD_EXPORT_FORMATS", "saved_model,tflite_fp61", "TFOD_EXPORT_FORMATS: unknown format 'tflite_fp61' "
+     "(did you mean: "),
 ])
 def test_a_bad_variable_is_one_line_before_anything_is_written(tmp_path, records, clean_env, capsys, name, value,
                                                                message):
@@ -143,7 +145,8 @@ def _finished_run(tmp_path, records) -> dict:
     (training / "report").mkdir()
     (training / "report" / "index.html").write_text("<!DOCTYPE html><title>report</title>\n")  # after the evaluation
     (export / "saved_model" / "saved_model.pb").write_bytes(b"pb")
-    (export / "export.json").write_text(json.dumps({"checkpoint": str(training / "ckpt-6"), "tflite": False}))
+    (export / "export.json").write_text(json.dumps({"checkpoint": str(training / "ckpt-6"),
+                                                         "requested_formats": ["saved_model"]}))
     p = _plan(tmp_path, records)
     inputs = run.Inputs(Path(p.records), None, None)
     fingerprint = run.inputs_fingerprint(p, inputs, run.step_commands(p, inputs))
@@ -158,12 +161,13 @@ def test_up_to_date_is_decided_from_the_runs_own_records(tmp_path, records, clea
     training, export, fp = tmp_path / "t", tmp_path / "e", finished["inputs"]
 
     def check():
-        return runlog.up_to_date(runlog.load(training), fp, training, export, tflite=False)
+        return runlog.up_to_date(runlog.load(training), fp, training, export, ["saved_model"])
 
     assert check().startswith("trained to step 6/6, evaluated (ckpt-6, mAP@0.5 0.500) and exported")
     assert runlog.up_to_date(runlog.load(training), {**fp, "files": {"hparams": "other"}}, training, export,
-                             False) is None  # other inputs
-    assert runlog.up_to_date(runlog.load(training), fp, training, export, tflite=True) is None  # TFLite asked now
+                             ["saved_model"]) is None  # other inputs
+    assert runlog.up_to_date(runlog.load(training), fp, training, export,
+                             ["saved_model", "tflite"]) is None  # TFLite asked now
     for change in (
         lambda: (training / "pipeline.config").write_text("model { ssd { num_classes: 3 } }\n"),  # edited by hand
         lambda: (training / "train.json").write_text(json.dumps({"status": "interrupted", "step": 3,
@@ -172,7 +176,7 @@ def test_up_to_date_is_decided_from_the_runs_own_records(tmp_path, records, clea
         lambda: (training / "ckpt-6.index").unlink(),
         lambda: (training / "metrics.json").unlink(),
         lambda: (export / "export.json").write_text(json.dumps({"checkpoint": str(training / "ckpt-3"),
-                                                               "tflite": False})),
+                                                               "requested_formats": ["saved_model"]})),
         lambda: (export / "saved_model" / "saved_model.pb").unlink(),
     ):
         saved = {p: p.read_bytes() for p in (*training.iterdir(), *export.rglob("*")) if p.is_file()}

@@ -45,6 +45,42 @@ def summarize(raw: dict[str, float]) -> dict:
     }
 
 
+def coco_metrics(images: Sequence[dict], categories: list[dict]) -> dict:
+    """TFOD's COCO detection metrics of ``images`` (:func:`summarize` of them, with ``all``: the raw dict).
+
+    Each image as eval_detections.json holds it (DetectionsKeeper's layout):
+    ``height``, ``width``, ``gt_boxes``, ``gt_classes``, ``boxes``, ``scores``,
+    ``classes``, boxes normalised (ymin, xmin, ymax, xmax), 1-based classes.
+    The evaluator is the one TFOD's eval loop builds (eval_util.get_evaluators
+    for coco_detection_metrics, per-category AP on), fed boxes in pixels as the
+    loop feeds it, so an export's detections (tfodkit.export) and this
+    evaluation's are scored by the same code.
+    """
+    import numpy as np
+    from object_detection import eval_util
+    from object_detection.core import standard_fields as fields
+    from object_detection.protos import eval_pb2
+
+    config = eval_pb2.EvalConfig(metrics_set=["coco_detection_metrics"], include_metrics_per_category=True)
+    (evaluator,) = eval_util.get_evaluators(config, categories)
+    inp, det = fields.InputDataFields, fields.DetectionResultFields
+    for i, image in enumerate(images):
+        scale = np.array([image["height"], image["width"]] * 2, np.float32)
+
+        def pixels(boxes, scale=scale):
+            return np.asarray(boxes, np.float32).reshape(-1, 4) * scale
+
+        evaluator.add_single_ground_truth_image_info(i, {
+            inp.groundtruth_boxes: pixels(image["gt_boxes"]),
+            inp.groundtruth_classes: np.asarray(image["gt_classes"], np.int64)})
+        evaluator.add_single_detected_image_info(i, {
+            det.detection_boxes: pixels(image["boxes"]),
+            det.detection_scores: np.asarray(image["scores"], np.float32),
+            det.detection_classes: np.asarray(image["classes"], np.int64)})
+    raw = {k: float(v) for k, v in evaluator.evaluate().items()}
+    return {**summarize(raw), "all": raw}
+
+
 def plot_per_class(per_class: dict[str, float], path: Path, title: str) -> None:
     import matplotlib
 

@@ -1,7 +1,8 @@
 """predict.py: draw labelled boxes on images with an exported TFOD model, and write JSON.
 
-    python predict.py --model EXPORT_DIR [--labels|--label_map classes.pbtxt] --images "a.jpg, photos/, shots/*.png" \
-        [--output_dir results] [--output_file_prefix result] [--min_confidence 0.5] [--format jpg|png] \
+    python predict.py --model EXPORT_DIR|model.tflite|model.onnx [--labels|--label_map classes.pbtxt] \
+        --images "a.jpg, photos/, shots/*.png" [--output_dir results] [--output_file_prefix result] \
+        [--min_confidence 0.5] [--format jpg|png] \
         [--json [FILE]] [--max_detections N] [--classes "cat, dog"] [--batch_size N] [--workers N] [--inflight N]
 
 The model is loaded once and warmed up; images are decoded (EXIF orientation
@@ -35,7 +36,8 @@ from tfodkit.fsutil import AtomicFile
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 PROGRESS_ABOVE = 3  # show a progress bar for more images than this
-MODEL_FIX = "give the exporter's output directory (it holds saved_model/) or its saved_model/ directory"
+MODEL_FIX = "give the exporter's output directory (it holds saved_model/), its saved_model/ directory, " \
+    "or a .tflite or .onnx file it wrote"
 LABELS_FIX = "give the label map the model was trained with, e.g. records/classes.pbtxt"
 FORMATS = {"jpg": ("JPEG", {"quality": 90}), "png": ("PNG", {"compress_level": 1})}
 
@@ -457,6 +459,10 @@ def run(jobs: Sequence[Job], detect: DetectFn, options: Options, json_stream: Js
 # ---------------------------------------------------------------------------------------------- the model
 
 
+MODEL_SUFFIXES = {".tflite": "TFLite", ".onnx": "ONNX"}
+TFLITE_INPUT = ".json"  # beside model.tflite: model.tflite.json, its input size and pixel normalisation
+
+
 def find_saved_model(path: Path) -> Path:
     """The SavedModel directory: ``path/saved_model`` (the exporter's output) or ``path`` itself."""
     if not path.exists():
@@ -467,10 +473,39 @@ def find_saved_model(path: Path) -> Path:
     raise UserError(f"no SavedModel in {path} (no saved_model.pb there or in saved_model/)", MODEL_FIX)
 
 
+def find_model(path: Path) -> Path:
+    """The model --model names: a .tflite or .onnx file, or the SavedModel directory (:func:`find_saved_model`)."""
+    if path.is_file():
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise UserError(f"model {path} is a file but not a .tflite or .onnx model", MODEL_FIX)
+        return path
+    return find_saved_model(path)
+
+
+def default_label_map(model: Path) -> Path | None:
+    """label_map.pbtxt beside the model: the folder of saved_model/ or of the .tflite/.onnx file, or (for a
+    file) the export directory above that folder, as tfodkit.export lays them out; None when there is none."""
+    for folder in (model.parent, model.parent.parent) if model.is_file() else (model.parent,):
+        if (folder / "label_map.pbtxt").is_file():
+            return folder / "label_map.pbtxt"
+    return None
+
+
+def _load_failed(kind: str, path: Path, exc: BaseException) -> UserError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return UserError(f"cannot load the {kind} model {path}: {text}", MODEL_FIX)
+
+
 class Detector:
-    """The exported model's serving signature, called on uint8 [N, H, W, 3] batches."""
+    """The exported model's serving signature, called on uint8 [N, H, W, 3] batches.
+
+    Every backend (this one, :class:`TFLiteDetector`, :class:`OnnxDetector`) is
+    called the same way and answers in one convention: per image, boxes [N, 4]
+    normalised (ymin, xmin, ymax, xmax), 1-based label-map class ids, scores.
+    """
 
     OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
+    kind = "SavedModel"
 
     def __init__(self, model_path: Path):
         import tfodkit.compat  # noqa: F401
@@ -527,6 +562,106 @@ class Detector:
         return time.perf_counter() - start
 
 
+class TFLiteDetector(Detector):
+    """A TFOD SSD converted to TFLite (tfodkit.export): float input [1, H, W, 3], no resize inside.
+
+    The image is resized here to the model's H x W (bilinear, as TFOD's
+    fixed_shape_resizer) and normalised by the affine map the export measured on
+    the model's own preprocessing (model.tflite.json beside it; MobileNet's
+    x / 127.5 - 1 without it). TFOD's TFLite outputs by index: 0 count, 1 scores,
+    2 classes (0-based), 3 boxes.
+    """
+
+    kind = "TFLite"
+
+    def __init__(self, model_path: Path):
+        import tfodkit.compat  # noqa: F401
+
+        import tensorflow as tf
+
+        self.tf, self.path, self.max_batch = tf, model_path, 1
+        self.lock = threading.Lock()  # one interpreter runs one call at a time (predict.py runs two at once)
+        try:
+            self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=os.cpu_count() or 1)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # noqa: BLE001 - any load failure is one line naming the model
+            raise _load_failed("TFLite", model_path, exc) from None
+        (self.input,) = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        if len(outputs) != 4 or len(self.input["shape"]) != 4:
+            raise UserError(f"the TFLite model {model_path} is not a TFOD SSD export (it has {len(outputs)} outputs, "
+                            f"input {list(self.input['shape'])})", "export it with python -m tfodkit.export")
+        # TFLite_Detection_PostProcess's outputs are named <call>:0 count, :1 scores, :2 classes, :3 boxes;
+        # get_output_details() lists them in another order (by tensor, e.g. :1 :3 :0 :2)
+        self.outputs = sorted(outputs, key=lambda d: int(d["name"].rsplit(":", 1)[-1])
+                              if d["name"].rsplit(":", 1)[-1].isdigit() else d["index"])
+        if [len(d["shape"]) for d in self.outputs] != [1, 2, 2, 3]:
+            raise UserError(f"the TFLite model {model_path} is not a TFOD SSD export (outputs "
+                            f"{[list(d['shape']) for d in self.outputs]})", "export it with python -m tfodkit.export")
+        self.height, self.width = (int(v) for v in self.input["shape"][1:3])
+        scale, offset = [1 / 127.5] * 3, [-1.0] * 3
+        sidecar = model_path.with_name(model_path.name + TFLITE_INPUT)
+        if sidecar.is_file():
+            info = json.loads(sidecar.read_text())
+            scale, offset = info["scale"], info["offset"]
+        self.scale, self.offset = np.asarray(scale, np.float32), np.asarray(offset, np.float32)
+
+    def __call__(self, batch: np.ndarray) -> list[Detections]:
+        results = []
+        for image in batch:
+            resized = self.tf.image.resize(image[np.newaxis], (self.height, self.width)).numpy()
+            x = resized * self.scale + self.offset
+            if self.input["dtype"] != np.float32:  # a quantized input: TFLite's (x / scale + zero_point)
+                q_scale, zero = self.input["quantization"]
+                x = np.round(x / q_scale + zero)
+            with self.lock:
+                self.interpreter.set_tensor(self.input["index"], x.astype(self.input["dtype"]))
+                self.interpreter.invoke()
+                count, scores, classes, boxes = (self.interpreter.get_tensor(d["index"])[0].copy()
+                                                 for d in self.outputs)
+            n = int(count)
+            results.append((boxes[:n].astype(np.float32), classes[:n].astype(int) + 1, scores[:n].astype(np.float32)))
+        return results
+
+
+class OnnxDetector(Detector):
+    """A TFOD SavedModel converted to ONNX by tf2onnx: the same uint8 input and outputs, one image per call."""
+
+    kind = "ONNX"
+
+    def __init__(self, model_path: Path):
+        import onnxruntime
+
+        self.path, self.max_batch = model_path, 1
+        try:
+            self.session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - any load failure is one line naming the model
+            raise _load_failed("ONNX", model_path, exc) from None
+        inputs, names = self.session.get_inputs(), [o.name for o in self.session.get_outputs()]
+        if len(inputs) != 1 or not set(self.OUTPUTS) <= set(names):
+            raise UserError(f"the ONNX model {model_path} is not a TFOD detection model (outputs "
+                            f"{sorted(names)[:6]})", "export it with python -m tfodkit.export --formats onnx")
+        self.input_name = inputs[0].name
+        self.dtype = np.uint8 if inputs[0].type == "tensor(uint8)" else np.float32
+
+    def __call__(self, batch: np.ndarray) -> list[Detections]:
+        results = []
+        for image in batch:
+            boxes, classes, scores, counts = self.session.run(
+                list(self.OUTPUTS), {self.input_name: image[np.newaxis].astype(self.dtype)})
+            n = int(counts.reshape(-1)[0])
+            results.append((boxes[0, :n], classes[0, :n].astype(int), scores[0, :n]))
+        return results
+
+
+def load_detector(path: Path) -> Detector:
+    """The backend for --model: TFLite for a .tflite file, ONNX for .onnx, else the SavedModel."""
+    model = find_model(path)
+    if model.is_file():
+        return {".tflite": TFLiteDetector, ".onnx": OnnxDetector}[model.suffix.lower()](model)
+    return Detector(model)
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 
 
@@ -536,10 +671,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog="Exit status: 0 when every image was written, 1 when some could not be read or written "
                "(each is named on stderr), 2 for bad usage (missing model, label map, no images).")
     parser.add_argument("--model", type=Path, required=True,
-                        help="the exporter's output directory (holds saved_model/) or its saved_model/ directory")
+                        help="the exporter's output directory (holds saved_model/), its saved_model/ directory, "
+                             "or a .tflite or .onnx file (python -m tfodkit.export --formats)")
     parser.add_argument("--labels", "--label_map", dest="labels", type=Path, default=None,
                         help="label map (.pbtxt) the model was trained with (default: label_map.pbtxt beside "
-                             "saved_model/, which tfodkit's export writes)")
+                             "saved_model/ or the model file, or in the export directory above it, which "
+                             "tfodkit's export writes)")
     parser.add_argument("--images", nargs="+", action="extend", required=True, metavar="IMAGES",
                         help='image files, directories and glob patterns, comma-separated: "a.jpg, photos/, *.png"')
     parser.add_argument("--output_dir", type=Path, default=Path("results"), help="where pictures go (default results)")
@@ -575,13 +712,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--{flag} {value} must be at least 1", f"e.g. --{flag} {8 if flag == 'batch_size' else 1}")
 
     if args.labels is None:
-        saved_model = find_saved_model(args.model)
-        args.labels = saved_model.parent / "label_map.pbtxt"
-        if not args.labels.is_file():
-            raise UserError(f"no --labels given and no label_map.pbtxt beside {saved_model}", LABELS_FIX)
+        model = find_model(args.model)
+        args.labels = default_label_map(model)
+        if args.labels is None:
+            raise UserError(f"no --labels given and no label_map.pbtxt beside {model}", LABELS_FIX)
     labels = load_label_map(args.labels)
     keep = parse_classes(args.classes, labels) if args.classes is not None else None
-    find_saved_model(args.model)  # fail before listing thousands of images
+    find_model(args.model)  # fail before listing thousands of images
 
     images, problems = expand_images(args.images)
     if not images:
@@ -605,14 +742,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UserError(f"--json {json_path}: directory {json_path.parent} does not exist", "create it first")
 
     start = time.perf_counter()
-    detector = Detector(args.model)
+    detector = load_detector(args.model)
     batch_size = args.batch_size
     if detector.max_batch is not None and batch_size > detector.max_batch:
         print(f"note: this model's serving signature takes {detector.max_batch} image per call; running "
               f"--batch_size {detector.max_batch} (decoding and writing still overlap inference)", file=sys.stderr)
         batch_size = detector.max_batch
     warm = detector.warm_up()
-    print(f"predict: model {detector.path} loaded in {time.perf_counter() - start - warm:.1f} s, "
+    print(f"predict: {detector.kind} model {detector.path} loaded in {time.perf_counter() - start - warm:.1f} s, "
           f"warmed up in {warm:.1f} s; {len(jobs)} images", file=sys.stderr)
 
     options = Options(labels=labels, min_confidence=args.min_confidence, keep=keep,

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from tfodkit import runlog, runs, s3, zoo
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.export_formats import DEFAULT_FORMATS, parse_formats
 from tfodkit.paths import ROOT
 from tfodkit.settings import env_number
 
@@ -63,7 +64,10 @@ environment:
   TFOD_PRETRAINED_DIR      an extracted zoo model directory instead of a download
   TFOD_CACHE_DIR           zoo download cache (default ~/.cache/tfodkit/zoo)
   TFOD_ZOO_URL             zoo server (default download.tensorflow.org)
-  TFOD_EXPORT_TFLITE=1     also write <exported_model_dir>/tflite/model.tflite (SSD models)
+  TFOD_EXPORT_FORMATS      export formats, a comma list of saved_model (always written), tflite,
+                           tflite_fp16, tflite_int8 (TFLite: SSD models) and onnx, each verified on
+                           the test records (python -m tfodkit.export --formats; default saved_model)
+  TFOD_EXPORT_TFLITE=1     the old switch: adds tflite to TFOD_EXPORT_FORMATS
   TFOD_ALLOW_CPU=1         train on the CPU even when the machine has NVIDIA GPUs that TensorFlow
                            cannot see (default: stop before training, with the reason)
   ARTIFACTS_TARGET         s3://bucket[/prefix], with RUN_NAME: the run's folders are
@@ -86,7 +90,8 @@ step's status.
 
 # The variables this module reads (each documented in USAGE_TEXT; read only through variable()).
 VARIABLES = ("TENSORBOARD", "TENSORBOARD_PORT", "TFOD_NUM_GPUS", "TFOD_CROSS_DEVICE_OPS", "TFOD_CPU_REPLICAS",
-             "TFOD_FROM_SCRATCH", "TFOD_PRETRAINED_DIR", "TFOD_EXPORT_TFLITE", "ARTIFACTS_TARGET", "RUN_NAME",
+             "TFOD_FROM_SCRATCH", "TFOD_PRETRAINED_DIR", "TFOD_EXPORT_FORMATS", "TFOD_EXPORT_TFLITE",
+             "ARTIFACTS_TARGET", "RUN_NAME",
              "ARTIFACTS_URI")
 
 
@@ -124,7 +129,7 @@ class Plan:
     cross_device_ops: str
     from_scratch: bool
     pretrained_dir: Path | None
-    tflite: bool
+    export_formats: tuple[str, ...]  # python -m tfodkit.export --formats
     tensorboard_port: int | None  # None: TensorBoard off
     artifacts: runs.Layout | None  # the run's S3 folders (ARTIFACTS_TARGET and RUN_NAME)
     warnings: list[str]  # printed when the run starts
@@ -196,8 +201,14 @@ def plan(argv: Sequence[str]) -> Plan | None:
         export_dir=Path(export_dir).absolute(), records=records, model=model, config=config, hparams=hparams,
         argv=list(args.arguments), num_gpus=num_gpus, cpu_replicas=cpu_replicas,
         cross_device_ops=variable("TFOD_CROSS_DEVICE_OPS", "nccl"), from_scratch=_switch("TFOD_FROM_SCRATCH"),
-        pretrained_dir=Path(pretrained).absolute() if pretrained else None, tflite=_switch("TFOD_EXPORT_TFLITE"),
+        pretrained_dir=Path(pretrained).absolute() if pretrained else None, export_formats=_export_formats(),
         tensorboard_port=port, artifacts=artifacts, warnings=warnings)
+
+
+def _export_formats() -> tuple[str, ...]:
+    """TFOD_EXPORT_FORMATS, with tflite added by TFOD_EXPORT_TFLITE=1 (its old switch)."""
+    text = variable("TFOD_EXPORT_FORMATS", ",".join(DEFAULT_FORMATS))
+    return parse_formats(text + (",tflite" if _switch("TFOD_EXPORT_TFLITE") else ""), "TFOD_EXPORT_FORMATS")
 
 
 def _artifacts() -> tuple[runs.Layout | None, list[str]]:
@@ -270,7 +281,7 @@ def report_command(p: Plan) -> list[str]:
 def export_command(p: Plan) -> list[str]:
     cmd = [sys.executable, "-m", "tfodkit.export", "--pipeline_config", str(p.training_dir / "pipeline.config"),
            "--model_dir", str(p.training_dir), "--output_dir", str(p.export_dir)]
-    return cmd + ["--tflite"] if p.tflite else cmd
+    return cmd + ["--formats", ",".join(p.export_formats)]
 
 
 def step_commands(p: Plan, inputs: Inputs) -> dict[str, list[str]]:
@@ -516,7 +527,7 @@ def execute(p: Plan) -> int:
             commands = step_commands(p, inputs)
             fingerprint = inputs_fingerprint(p, inputs, commands)
             runlog.record(p.training_dir, inputs=fingerprint)
-            done = runlog.up_to_date(previous, fingerprint, p.training_dir, p.export_dir, p.tflite)
+            done = runlog.up_to_date(previous, fingerprint, p.training_dir, p.export_dir, p.export_formats)
             if done:
                 log(f"nothing to do: {done} (delete {p.training_dir / 'run.json'} to run every step again)")
                 for name in commands:

@@ -17,6 +17,7 @@ import json
 import platform
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,13 +142,14 @@ def _latest_checkpoint(training_dir: Path) -> str | None:
     return Path(m.group(1)).name if m else None
 
 
-def up_to_date(previous: dict, inputs: dict, training_dir: Path, export_dir: Path, tflite: bool) -> str | None:
+def up_to_date(previous: dict, inputs: dict, training_dir: Path, export_dir: Path,
+               formats: Sequence[str]) -> str | None:
     """Why no step of this run needs to run, or None when some step does.
 
     Decided from the run's own records, without TensorFlow: the previous run.json
     (status 0, the same ``inputs``), the pipeline.config it hashed, train.json
     (trained to its last step) and the checkpoint state file, metrics.json and
-    the export's export.json (both from that checkpoint).
+    the export's export.json (both from that checkpoint, the export with these ``formats``).
     """
     if previous.get("status") != 0 or previous.get("inputs") != inputs:
         return None
@@ -165,7 +167,7 @@ def up_to_date(previous: dict, inputs: dict, training_dir: Path, export_dir: Pat
     if Path(str(metrics.get("checkpoint"))).name != ckpt or metrics.get("step") != step_done:
         return None
     export = _read_json(export_dir / "export.json") or {}
-    if Path(str(export.get("checkpoint"))).name != ckpt or export.get("tflite") != tflite \
+    if Path(str(export.get("checkpoint"))).name != ckpt or export.get("requested_formats") != list(formats) \
             or not (export_dir / "saved_model" / "saved_model.pb").is_file():
         return None
     score = f", mAP@0.5 {metrics['mAP@0.5']:.3f}" if isinstance(metrics.get("mAP@0.5"), int | float) else ""
