@@ -52,10 +52,10 @@ TFOD_SCRIPT = "import sys, runpy, tfodkit.compat; sys.argv = [{name!r}] + sys.ar
 
 def window_rate(model_dir: Path, window: tuple[int, int]) -> float:
     """Steps/s over the window's steps: from the wall times of the TensorBoard points at its two ends."""
-    from tfodkit.train import event_wall_times
+    from tfodkit.report.files import wall_times
 
     lo, hi = window
-    times = event_wall_times(model_dir)
+    times = wall_times(model_dir / "train")
     missing = [s for s in window if s not in times]
     if missing:
         raise SystemExit(f"error: no TensorBoard point at step(s) {missing} in {model_dir / 'train'} "

@@ -490,6 +490,10 @@ def test_training_scalars_are_read_as_tensorboard_shows_them(tmp_path):
     assert values == pytest.approx([1.0, 0.5, 1 / 3, 0.25, 50.0, 60.0])  # the later file's step 5
     assert scalars["learning_rate"][1] == pytest.approx([0.01 * s for s in range(1, 6)])
     assert scalars["old_style"][1].tolist() == [2.0, 4.0, 6.0, 8.0, 10.0]
+    # the wall times of a tag's points (bench/train's windows), the resumed file's step 5 last
+    walls = files.wall_times(train)
+    assert sorted(walls) == [1, 2, 3, 4, 5, 6]
+    assert walls[1] <= walls[4] < walls[5] <= walls[6] and walls[5] - walls[4] >= 1.0
     # an events file still being written ends inside a record: read up to its last whole one
     newest = max(train.iterdir(), key=lambda f: f.name)
     newest.write_bytes(newest.read_bytes()[:-5])

@@ -293,9 +293,9 @@ def test_sigterm_saves_a_checkpoint_and_a_rerun_resumes_to_the_same_final_step(s
     assert train["step"] == 120 and train["steps_this_run"] == 120 - interrupted_at
     assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
     # a chunk ended at step 100 (as model_main_tf2's do), in whichever run it fell: a TensorBoard point there
-    from tfodkit.train import event_wall_times
+    from tfodkit.report.files import wall_times
 
-    times = event_wall_times(tmp_path / "training")
+    times = wall_times(tmp_path / "training" / "train")
     assert {interrupted_at, 100, 120} <= set(times), sorted(times)
     assert times[100] < times[120]
 

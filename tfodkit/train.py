@@ -324,19 +324,6 @@ def _summary(model_dir: Path, status: str, step: int, total: int, trained: int, 
     return summary
 
 
-def event_wall_times(model_dir: Path, tag: str = "Loss/total_loss") -> dict[int, float]:
-    """{step: wall time} of the TensorBoard points of ``tag`` in MODEL_DIR/train, of this toolkit's
-    training or of model_main_tf2's (both write the losses there after a chunk of steps)."""
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    acc = ea.EventAccumulator(str(model_dir / "train"), size_guidance={ea.TENSORS: 0, ea.SCALARS: 0})
-    acc.Reload()
-    tags = acc.Tags()
-    events = acc.Tensors(tag) if tag in tags.get("tensors", []) else \
-        acc.Scalars(tag) if tag in tags.get("scalars", []) else []
-    return {e.step: e.wall_time for e in events}
-
-
 def toolkit_setting(model_dir: Path, key: str, default):
     """``key`` of the run settings readconfig wrote to MODEL_DIR/toolkit.json, else ``default``."""
     path = model_dir / "toolkit.json"

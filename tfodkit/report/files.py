@@ -114,16 +114,14 @@ def _number(tensor) -> float | None:
     return float(values[0]) if values else None
 
 
-def scalars(events_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every scalar summary in events_dir's event files: tag -> (steps, values), in step order.
+def _points(events_dir: Path) -> Iterator[tuple[str, int, float, float]]:
+    """(tag, step, wall time, value) of every scalar summary in events_dir's event files, file by file in name
+    order (their names begin with the time they were opened).
 
-    Both forms: TF2's tf.summary.scalar (a scalar tensor) and TF1's simple_value. Files are read
-    in name order (their names begin with the time they were opened), so after a resumed
-    training the later file's value of a step wins.
+    Both forms: TF2's tf.summary.scalar (a scalar tensor) and TF1's simple_value.
     """
     from tensorboard.compat.proto.event_pb2 import Event
 
-    per_tag: dict[str, dict[int, float]] = {}
     for path in sorted(events_dir.glob("events.out.tfevents.*")):
         for _, data in records(path):
             event = Event.FromString(data)
@@ -137,9 +135,25 @@ def scalars(events_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                     else None
                 )
                 if number is not None:
-                    per_tag.setdefault(value.tag, {})[event.step] = number
+                    yield value.tag, event.step, event.wall_time, number
+
+
+def scalars(events_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar summary in events_dir's event files: tag -> (steps, values), in step order.
+
+    After a resumed training the later file's value of a step wins.
+    """
+    per_tag: dict[str, dict[int, float]] = {}
+    for tag, step, _, number in _points(events_dir):
+        per_tag.setdefault(tag, {})[step] = number
     out = {}
     for tag, points in per_tag.items():
         steps = np.array(sorted(points))
         out[tag] = (steps, np.array([points[s] for s in steps], float))
     return out
+
+
+def wall_times(events_dir: Path, tag: str = "Loss/total_loss") -> dict[int, float]:
+    """{step: wall time} of the scalar ``tag`` in events_dir's event files (a training dir's ``train/``, of this
+    toolkit's training or of model_main_tf2's: both write the losses there after a chunk of steps)."""
+    return {step: wall for name, step, wall, _ in _points(events_dir) if name == tag}
