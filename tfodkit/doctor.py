@@ -36,6 +36,10 @@ PACKAGES = [
     ("opencv-python-headless", "opencv-python-headless"),
     ("pycocotools", "pycocotools"),
     ("TensorBoard", "tensorboard"),
+    ("tf2onnx", "tf2onnx"),
+    ("ONNX", "onnx"),
+    ("ONNX Runtime", "onnxruntime"),
+    ("Optuna", "optuna"),
 ]
 
 # One model of each meta-architecture the zoo uses: the zoo's models that have a base config.
