@@ -361,7 +361,7 @@ class Agent(threading.Thread):
     The run's map50 is ten times its learning rate, read from the hparams.json the sweep uploaded.
     """
 
-    def __init__(self, s3, reclaimed: str, failing: str, seconds: float = 1.0, alone: float = 8.0):
+    def __init__(self, s3, reclaimed: str, failing: str, seconds: float = 1.0, alone: float = 12.0):
         super().__init__(daemon=True)
         from moto.ecs.models import ecs_backends
 
@@ -369,6 +369,7 @@ class Agent(threading.Thread):
         self.reclaimed, self.failing, self.seconds, self.alone = reclaimed, failing, seconds, alone
         self.seen: dict[str, dict] = {}  # task arn -> what the agent did with it
         self.most_running = 0
+        self.holding = False  # True: the running tasks keep running
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -406,7 +407,7 @@ class Agent(threading.Thread):
                 task.last_status = "RUNNING"
                 state["started"] = now
                 self.most_running = max(self.most_running, self.running())
-            elif task.last_status == "RUNNING" and now - state["started"] > self.seconds and \
+            elif task.last_status == "RUNNING" and now - state["started"] > self.seconds and not self.holding and \
                     (self.running() >= 2 or now - state["started"] > self.alone):
                 self.finish(task, state)
 
@@ -456,7 +457,7 @@ def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_r
         agent.done.set()
         agent.join(5)
     assert agent.error is None, agent.error
-    assert agent.most_running == 2  # never more than parallel, and parallel used
+    assert agent.most_running == 2, (agent.seen, run.stdout)  # never more than parallel, and parallel used
     tasks = {arn: t for t in [agent.backend.tasks[CLUSTER]] for arn, t in t.items()}
     names = sorted(agent.run_name(t) for t in tasks.values())
     assert names == ["ecs-lr-000", "ecs-lr-001", "ecs-lr-001", "ecs-lr-002", "ecs-lr-003", "ecs-lr-004"]
@@ -480,3 +481,37 @@ def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_r
     best = json.loads((out / "best.json").read_text())
     assert best["trial"] == rows[0]["trial"] and best["run"] == f"ecs-lr-{rows[0]['trial']:03d}"
     assert best["export"] == rows[0]["export"]
+
+
+def test_ctrl_c_leaves_the_ecs_tasks_running_and_the_rerun_reattaches_to_them(cluster, tmp_path):
+    path = _write(tmp_path, name="ecs-cc", records="s3://tfod-records/shapes", sampler="random", trials=3,
+                  parallel=2)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "tfodkit.sweep", "run", str(path), "--backend", "ecs", "--out", str(out),
+            "--configs", str(cluster["configs"])]
+    agent = Agent(cluster["s3"], reclaimed="", failing="")
+    agent.holding = True
+    agent.start()
+    try:
+        with Followed(args, env=cluster["env"], merge=True, terminal_job=True) as first:
+            first.until("two running tasks", lambda: agent.running() == 2 and
+                        any("start (2 running)" in line for line in first.out), 120)
+            first.signal(signal.SIGINT, group=True)  # Ctrl-C: the aws CLI calls in flight get it too
+            assert first.finish(60) == 130, first.stdout
+        assert any("2 trial task(s) keep running (and billing): ecs-cc-000 " in x for x in first.out), first.stdout
+        assert any(line.startswith("sweep: stopped by SIGINT; resume: ") for line in first.out)
+        rows = json.loads((out / "leaderboard.json").read_text())["rows"]
+        assert [(r["trial"], r["state"]) for r in rows] == [(0, "running"), (1, "running")]
+        with Followed(args, env=cluster["env"], merge=True) as second:
+            second.saw("sweep: trial #1: reattached to run ecs-cc-001", "out")
+            second.saw("sweep: trial #0: reattached to run ecs-cc-000", "out")
+            agent.holding = False
+            assert second.finish(120) == 0, second.stdout
+    finally:
+        agent.done.set()
+        agent.join(5)
+    assert agent.error is None, agent.error
+    names = sorted(agent.run_name(t) for t in agent.backend.tasks[CLUSTER].values())
+    assert names == ["ecs-cc-000", "ecs-cc-001", "ecs-cc-002"]  # the two were not launched again
+    rows = json.loads((out / "leaderboard.json").read_text())["rows"]
+    assert [r["state"] for r in rows] == ["complete"] * 3

@@ -122,6 +122,10 @@ class Sweep:
     def grid_size(self) -> int:
         return math.prod(len(p.choices) for p in self.space().values())
 
+    def total(self) -> int:
+        """The trials the sweep runs: ``trials``, or every grid point once when the grid is smaller."""
+        return min(self.trials, self.grid_size()) if self.sampler == "grid" else self.trials
+
 
 def _whole(data: dict, key: str, default: int, minimum: int, where: str) -> int:
     value = data.get(key, default)
@@ -467,8 +471,7 @@ def pending(study, sweep: Sweep) -> tuple[list, int, int]:
     trials = study.get_trials(deepcopy=False)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     finished = sum(t.state.is_finished() for t in trials)
-    total = min(sweep.trials, sweep.grid_size()) if sweep.sampler == "grid" else sweep.trials
-    return running, finished, max(0, total - finished - len(running))
+    return running, finished, max(0, sweep.total() - finished - len(running))
 
 
 class Repeats:
@@ -807,7 +810,9 @@ def run_ecs(sweep: Sweep, out: Path, configs: str, signals: Signals) -> int:
     space = {k: p.distribution() for k, p in sweep.space().items()}
     repeats = Repeats()
     while signals.received is None:
+        changed = False
         while (queue or new) and len(active) < sweep.parallel and signals.received is None and not repeats.stop:
+            changed = True
             if queue:
                 number, params = queue.pop(0)
                 name = run_name(sweep, number)
@@ -823,17 +828,19 @@ def run_ecs(sweep: Sweep, out: Path, configs: str, signals: Signals) -> int:
                     arn = ecs.launch(number, params)
                 except UserError as exc:
                     if signals.received is not None:  # Ctrl-C reached the aws CLI too: resumed by a rerun
+                        say(f"trial #{number}: its launch was interrupted; the rerun reattaches to its task if "
+                            "it started, else launches it")
                         break
                     failed = Outcome(reason=f"could not launch: {exc}")
                     tell(study, number, failed)
                     repeats.add(failed)
                     done += 1
                     say(f"trial {done}/{total} (#{number}) failed: could not launch: {exc}")
-                    write_results(study, sweep, out, "ecs")
                     continue
             active[number] = Launched(number, params, name, arn)
             set_attrs(study, number, run=name)
             say(f"trial #{number} start ({len(active)} running): run {name}: {params_text(params)}")
+        if changed:  # once the launches are out, so that each task starts without delay
             write_results(study, sweep, out, "ecs")
         if not active:
             break
@@ -907,7 +914,7 @@ def write_results(study, sweep: Sweep, out: Path, backend: str) -> None:
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
     write_text_atomic(out / "leaderboard.csv", buf.getvalue())
     write_json_atomic(out / "leaderboard.json", {"sweep": sweep.name, "objective": sweep.objective,
-                                                 "metric": sweep.metric, "trials": sweep.trials,
+                                                 "metric": sweep.metric, "trials": sweep.total(),
                                                  "backend": backend, "columns": columns, "rows": rows})
     best = _best(study)
     if best is not None:
@@ -927,7 +934,7 @@ def write_page(study, sweep: Sweep, out: Path, columns: list[str], rows: list[di
 
     best = _best(study)
     done = [r for r in rows if r["state"] == "complete"]
-    body = [f"<p>{len(done)} of {sweep.trials} trials complete ({sum(r['state'] == 'fail' for r in rows)} failed, "
+    body = [f"<p>{len(done)} of {sweep.total()} trials complete ({sum(r['state'] == 'fail' for r in rows)} failed, "
             f"{sum(r['state'] == 'running' for r in rows)} running); objective: {rp.esc(sweep.objective)} "
             f"(maximized); sampler: {rp.esc(sweep.sampler)}; sweep file: {rp.esc(sweep.path)}</p>"]
     shown = [c for c in columns if c not in ("export", "report")]
