@@ -354,19 +354,22 @@ def cluster(moto_endpoint, tmp_path):
 class Agent(threading.Thread):
     """The ECS agent and train.sh's upload, for every task the sweep starts.
 
-    A task waits PROVISIONING for a moment, runs for ``seconds`` (and while it is the only one running, up
-    to ``alone`` seconds, which leaves the sweep the time to launch the next one on a loaded machine),
-    writes its run's training/metrics.json and train.json to S3 and exits 0; the first task of
+    A task waits PROVISIONING for a moment, runs for ``seconds`` (and while it is the only one running and
+    more of the ``expected`` tasks are to come, until the next one starts, at most ``alone`` seconds: so
+    that ``parallel`` is reached however slowly the loaded machine launches), writes its run's
+    training/metrics.json and train.json to S3 and exits 0; the first task of
     ``reclaimed`` is stopped by a spot reclaim (exit 143) instead, and ``failing`` exits 1 and writes nothing.
     The run's map50 is ten times its learning rate, read from the hparams.json the sweep uploaded.
     """
 
-    def __init__(self, s3, reclaimed: str, failing: str, seconds: float = 1.0, alone: float = 12.0):
+    def __init__(self, s3, reclaimed: str, failing: str, expected: int, seconds: float = 1.0,
+                 alone: float = 60.0):
         super().__init__(daemon=True)
         from moto.ecs.models import ecs_backends
 
         self.backend, self.s3 = ecs_backends[ACCOUNT][REGION], s3
         self.reclaimed, self.failing, self.seconds, self.alone = reclaimed, failing, seconds, alone
+        self.expected = expected  # tasks the sweep will start in all
         self.seen: dict[str, dict] = {}  # task arn -> what the agent did with it
         self.most_running = 0
         self.holding = False  # True: the running tasks keep running
@@ -408,7 +411,7 @@ class Agent(threading.Thread):
                 state["started"] = now
                 self.most_running = max(self.most_running, self.running())
             elif task.last_status == "RUNNING" and now - state["started"] > self.seconds and not self.holding and \
-                    (self.running() >= 2 or now - state["started"] > self.alone):
+                    (self.running() >= 2 or len(self.seen) >= self.expected or now - state["started"] > self.alone):
                 self.finish(task, state)
 
     def running(self) -> int:
@@ -445,7 +448,7 @@ def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_r
     path = _write(tmp_path, name="ecs-lr", records="s3://tfod-records/shapes", sampler="random", seed=1, trials=5,
                   parallel=2)
     out = tmp_path / "out"
-    agent = Agent(cluster["s3"], reclaimed="ecs-lr-001", failing="ecs-lr-002")
+    agent = Agent(cluster["s3"], reclaimed="ecs-lr-001", failing="ecs-lr-002", expected=6)
     agent.start()
     try:
         t0 = time.monotonic()
@@ -489,7 +492,7 @@ def test_ctrl_c_leaves_the_ecs_tasks_running_and_the_rerun_reattaches_to_them(cl
     out = tmp_path / "out"
     args = [sys.executable, "-m", "tfodkit.sweep", "run", str(path), "--backend", "ecs", "--out", str(out),
             "--configs", str(cluster["configs"])]
-    agent = Agent(cluster["s3"], reclaimed="", failing="")
+    agent = Agent(cluster["s3"], reclaimed="", failing="", expected=3)
     agent.holding = True
     agent.start()
     try:
