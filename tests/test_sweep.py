@@ -415,7 +415,8 @@ class Agent(threading.Thread):
                 self.finish(task, state)
 
     def running(self) -> int:
-        return sum(t.last_status == "RUNNING" for t in self.backend.tasks.get(CLUSTER, {}).values())
+        """Tasks this agent started and has not stopped (moto creates a task as RUNNING: it is not, yet)."""
+        return sum("started" in s and "stopped" not in s for s in self.seen.values())
 
     def finish(self, task, state: dict) -> None:
         name = state["name"]
@@ -460,7 +461,10 @@ def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_r
         agent.done.set()
         agent.join(5)
     assert agent.error is None, agent.error
-    assert agent.most_running == 2, (agent.seen, run.stdout)  # never more than parallel, and parallel used
+    t = min(st["created"] for st in agent.seen.values())
+    timeline = [(st["name"], *(round(st.get(k, -1) - t, 1) for k in ("created", "started", "stopped")))
+                for st in agent.seen.values()]
+    assert agent.most_running == 2, timeline  # never more than parallel, and parallel used
     tasks = {arn: t for t in [agent.backend.tasks[CLUSTER]] for arn, t in t.items()}
     names = sorted(agent.run_name(t) for t in tasks.values())
     assert names == ["ecs-lr-000", "ecs-lr-001", "ecs-lr-001", "ecs-lr-002", "ecs-lr-003", "ecs-lr-004"]
