@@ -940,7 +940,7 @@ def write_page(study, sweep: Sweep, out: Path, columns: list[str], rows: list[di
     shown = [c for c in columns if c not in ("export", "report")]
     cells = []
     for r in rows:
-        cells.append([rp.fmt(r[c], 4) if isinstance(r[c], float) else ("" if r[c] is None else r[c])
+        cells.append([f"{r[c]:.4g}" if isinstance(r[c], float) else ("" if r[c] is None else r[c])
                       for c in shown])
     table = rp.table(shown, cells, left=2)
     for r in rows:  # link each trial number to its run report
