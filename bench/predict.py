@@ -11,6 +11,10 @@
    once, exactly what ``predict.py`` runs after loading and warming up the model;
    the loops above are warmed up too, so all four stand on the same footing.
 
+5. predict_batch8: the same at --batch_size 8, when the model has the
+   serving_batch signature that tfodkit.export adds to fixed_shape_resizer
+   models (images of any size resized by predict.py, 8 per call).
+
 Each round runs every mode once, back to back, in a rotating order. Two sets of
 ratios: from the best round of each mode (the least disturbed: what the code
 can do), and the median of the per-round ratios (modes of one round ran under
@@ -27,6 +31,12 @@ cached in bench/results/untrained_ssd (about 40 s the first time). Detections
 drawn: --min_confidence 0 and --max_detections 10 by default, so an untrained
 model has boxes to draw, as a trained one would.
 
+With --backends (a comma list of .tflite and .onnx files that
+``python -m tfodkit.export --formats`` wrote from the same model), each backend
+(and the SavedModel, through the same code) is also timed on the same images,
+best of the rounds: a plain loop (decode, the backend's call, which for TFLite
+includes its resize) and predict.py's pipeline with that backend.
+
 Prints the ratios and writes JSON (default bench/results/predict.json).
 """
 
@@ -35,6 +45,7 @@ from __future__ import annotations
 import tfodkit.compat  # noqa: F401
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -58,6 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RACCOON = ROOT / "tests" / "data" / "raccoon" / "images"
 RESULTS = ROOT / "bench" / "results"
 TARGET_PLAIN, TARGET_SEED = 0.9, 1.3
+TARGET_BATCH = 1.5  # predict.py at batch 8 (serving_batch) against the plain one-image loop
 
 
 def default_model() -> tuple[Path, Path]:
@@ -114,9 +126,38 @@ def serial(paths: list[Path], signature, out_dir: Path, args) -> None:
         predict.save_atomic(image, out_dir / f"{args.prefix}_{i}.jpg", "jpg")
 
 
-def pipeline(paths: list[Path], detector: predict.Detector, out_dir: Path, args) -> None:
+def plain_backend(paths: list[Path], detector: predict.Detector, out_dir: Path, args) -> None:
+    for path in paths:
+        detector(np.asarray(Image.open(path).convert("RGB"))[np.newaxis])
+
+
+def time_backends(paths: list[Path], specs: list[Path], saved_model: predict.Detector, work: Path, args) -> dict:
+    """images/s of a plain loop and of predict.py's pipeline over each backend, best of the rounds."""
+    result = {}
+    for spec in [None, *specs]:
+        detector = saved_model if spec is None else predict.load_detector(spec)
+        plain_backend(paths[:1], detector, work, args)  # warm-up
+        seconds: dict[str, list[float]] = {"plain": [], "predict": []}
+        for r in range(args.rounds):
+            for name, loop in (("plain", plain_backend), ("predict", pipeline)):
+                out_dir = work / f"backend-{name}-{r}"
+                out_dir.mkdir()
+                start = time.perf_counter()
+                loop(paths, detector, out_dir, args)
+                seconds[name].append(time.perf_counter() - start)
+                shutil.rmtree(out_dir)
+        key = str(spec or args.model)
+        result[key] = {"backend": detector.kind,
+                       "images_per_s": {m: round(len(paths) / min(s), 2) for m, s in seconds.items()}}
+        print(f"bench: {detector.kind:<10} {key}: plain {result[key]['images_per_s']['plain']:.1f}, "
+              f"predict {result[key]['images_per_s']['predict']:.1f} images/s", flush=True)
+    return result
+
+
+def pipeline(paths: list[Path], detector: predict.Detector, out_dir: Path, args, batch_size: int = 1) -> None:
     options = predict.Options(labels=predict.load_label_map(args.labels), min_confidence=args.min_confidence,
-                              max_detections=args.max_detections, workers=args.workers, inflight=args.inflight)
+                              max_detections=args.max_detections, workers=args.workers, inflight=args.inflight,
+                              batch_size=batch_size, any_size=detector.batched is not None)
     jobs = predict.plan_outputs(paths, out_dir, args.prefix, "jpg")
     stream = predict.JsonStream(out_dir / "detections.json", {"model": str(args.model)})
     summary = predict.run(jobs, detector, options, stream, progress=False)
@@ -155,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inflight", type=int, default=2, help="predict's --inflight (default 2)")
     parser.add_argument("--min_confidence", type=float, default=0.0)
     parser.add_argument("--max_detections", type=int, default=10)
+    parser.add_argument("--backends", default="",
+                        help="comma list of .tflite/.onnx files exported from --model, also timed (see above)")
     parser.add_argument("--out", type=Path, default=RESULTS / "predict.json", help="JSON results")
     args = parser.parse_args(argv)
     args.prefix = "result"
@@ -183,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         signature = detector.signature
         modes = {"plain": (plain, signature), "seed_style": (seed_style, signature), "serial": (serial, signature),
                  "predict": (pipeline, detector)}
+        if detector.batched is not None:  # tfodkit.export's serving_batch: predict.py at batch 8 too
+            modes["predict_batch8"] = (functools.partial(pipeline, batch_size=8), detector)
         names = list(modes)
         seconds: dict[str, list[float]] = {m: [] for m in names}
         for r in range(args.rounds):
@@ -197,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: round {r + 1}/{args.rounds}: "
                   + ", ".join(f"{m} {len(paths) / s[-1]:.1f}" for m, s in seconds.items()) + " images/s", flush=True)
         cli = run_cli(paths, args.model, work / "cli", args)
+        backends = time_backends(paths, [Path(b.strip()) for b in args.backends.split(",") if b.strip()],
+                                 detector, work, args) if args.backends else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -205,10 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     # fairer figure when the machine's load changes during the run; the best rounds show the capability.
     per_round = {f"predict_vs_{m}": [seconds[m][r] / seconds["predict"][r] for r in range(args.rounds)]
                  for m in ("plain", "seed_style", "serial")}
+    if "predict_batch8" in seconds:
+        per_round["predict_batch8_vs_plain"] = [seconds["plain"][r] / seconds["predict_batch8"][r]
+                                                for r in range(args.rounds)]
     medians = {k: statistics.median(v) for k, v in per_round.items()}
     ratios = {"predict_vs_plain": rate["predict"] / rate["plain"],
               "predict_vs_seed_style": rate["predict"] / rate["seed_style"],
               "predict_vs_serial": rate["predict"] / rate["serial"]}
+    if "predict_batch8" in rate:
+        ratios["predict_batch8_vs_plain"] = rate["predict_batch8"] / rate["plain"]
     result = {
         "images": len(paths),
         "source": str(args.images),
@@ -222,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                        "wall_seconds_with_model_load": cli["wall_seconds_with_load"]},
         "workers": args.workers,
         "inflight": args.inflight,
+        "backends": backends,
         "ratios": {k: round(v, 3) for k, v in ratios.items()},
         "ratios_median_of_rounds": {k: round(v, 3) for k, v in medians.items()},
         "targets": {"predict_vs_plain": TARGET_PLAIN, "predict_vs_seed_style": TARGET_SEED},
@@ -235,7 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     print("bench: ratios           best rounds   median of rounds")
     for key, label, note in (("predict_vs_plain", "predict / plain     ", f"target >= {TARGET_PLAIN}"),
                              ("predict_vs_seed_style", "predict / seed-style", f"target >= {TARGET_SEED}"),
-                             ("predict_vs_serial", "predict / serial    ", "own drawing, no overlap")):
+                             ("predict_vs_serial", "predict / serial    ", "own drawing, no overlap"),
+                             ("predict_batch8_vs_plain", "predict b8 / plain  ", f"target >= {TARGET_BATCH}")):
+        if key not in ratios:
+            continue
         print(f"bench: {label}   {ratios[key]:5.2f}         {medians[key]:5.2f}       ({note})")
     print(f"bench: predict.py itself: {len(paths) / cli['seconds']:.1f} images/s once loaded, "
           f"{cli['wall_seconds_with_load']:.1f} s with model loading")

@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import ROOT
 from tfodkit import export as exp
@@ -128,6 +130,7 @@ def test_a_trained_ssd_exports_to_every_format_and_each_passes(trained):
     assert rows["tflite_fp16"]["size_mb"] < 0.6 * rows["tflite"]["size_mb"]
     assert rows["tflite_int8"]["size_mb"] < 0.4 * rows["tflite"]["size_mb"]
     assert info["onnx_opset"] == exp.ONNX_OPSET and info["tflite"] is True
+    assert info["batch_signature"] == "serving_batch"  # a fixed_shape_resizer model
     assert info["tflite_model"] == str(exported / "tflite" / "model.tflite")
     out = trained["proc"].stdout
     assert "format       status" in out and out.count(" passed ") >= len(FORMATS)
@@ -183,6 +186,32 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                 assert best["class_name"] == det["class_name"], (name, image)
                 assert _iou(best["box"], det["box"]) >= 0.95, (name, image, best, det)
                 assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
+
+
+@pytest.mark.slow
+def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
+    """serving_batch on 6 images of 3 sizes in one call: TFOD's image_tensor signature's boxes, one by one."""
+    detector = predict.Detector(trained["exported"])
+    assert detector.batched is not None and detector.max_batch is None and detector.batch_shape == (160, 160)
+    images = []
+    for path in sorted((trained["root"] / "holdout").glob("*.jpg"))[:2]:
+        image = predict.load_image(path)
+        images += [np.asarray(image), np.asarray(image.resize((240, 200))), np.asarray(image.resize((130, 90)))]
+    together = detector(images)
+    assert len(together) == len(images)
+    for image, (boxes, classes, scores) in zip(images, together, strict=True):
+        out = detector.signature(input_tensor=tf.constant(image[np.newaxis]))
+        n = int(out["num_detections"][0])
+        keep = out["detection_scores"][0, :n].numpy() >= 0.3
+        want_boxes = out["detection_boxes"][0, :n].numpy()[keep]
+        assert keep.sum() >= 1
+        got = scores >= 0.3
+        assert got.sum() == keep.sum()
+        # resizing before the normalisation instead of after it (and a uint8 image resized in float): a few
+        # thousandths (0.0029 of the side at most measured, half a pixel at 160)
+        np.testing.assert_allclose(boxes[got], want_boxes, atol=0.01)
+        np.testing.assert_allclose(scores[got], out["detection_scores"][0, :n].numpy()[keep], atol=0.01)
+        assert classes[got].tolist() == out["detection_classes"][0, :n].numpy()[keep].astype(int).tolist()
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@
         [--calibration_images N]
 
 The SavedModel is TFOD's exporter layout (``saved_model/``, ``checkpoint/``,
-``pipeline.config``) plus ``label_map.pbtxt`` (a copy of the training label
+``pipeline.config``; for a fixed_shape_resizer model its SavedModel also has
+the ``serving_batch`` signature: float32 [N, H, W, 3] images already resized,
+N at once, which predict.py batches) plus ``label_map.pbtxt`` (a copy of the training label
 map, so predict.py needs nothing else) and ``export.json``. The other formats
 (``--formats``, a comma list; the SavedModel is always written):
 
@@ -26,7 +28,7 @@ metrics of tfodkit.evaluate and timed per image after a warm-up. Its status:
 ``passed``; ``failed_verification`` when its mAP@0.5 is more than 0.02 from the
 SavedModel's (0.05 for int8: quantization moves scores); ``failed_export`` when
 the conversion raised; ``unsupported`` when TFOD has no path for this
-meta-architecture (TFLite: SSD only). The table is printed and kept in
+meta-architecture (TFLite: SSD with a fixed_shape_resizer only). The table is printed and kept in
 export.json (``formats``). Only a failing SavedModel fails the export (exit 1).
 
 Everything is written into a staging directory that replaces OUTPUT_DIR's
@@ -52,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
-from tfodkit.export_formats import DEFAULT_FORMATS, FORMATS, PATHS, parse_formats
+from tfodkit.export_formats import BATCH_SIGNATURE, DEFAULT_FORMATS, FORMATS, PATHS, parse_formats
 from tfodkit.fsutil import replace_dir, staging_dir
 
 # |mAP@0.5 - the SavedModel's| above which a format fails verification. float32, float16 and ONNX compute what
@@ -63,6 +65,7 @@ ONNX_OPSET = 17  # tf2onnx 1.17.0 converts TFOD's SSD at 11-18 (19 refused); 17 
 ONNX_TIMEOUT = 1800  # seconds for one tf2onnx conversion (SSD takes 22-32 s on 2 cores)
 DEFAULT_CALIBRATION_IMAGES = 100
 SSD_ONLY = "TFOD's TFLite path covers SSD only"
+FIXED_ONLY = "TFOD's TFLite path needs a fixed_shape_resizer"  # export_tflite_graph_lib_tf2 refuses the others
 STATUSES = ("passed", "failed_verification", "failed_export", "unsupported")
 
 
@@ -98,6 +101,44 @@ def decoded_examples(input_paths: Sequence[str], limit: int | None = None):
                    example[fields.InputDataFields.groundtruth_boxes].numpy(),
                    example[fields.InputDataFields.groundtruth_classes].numpy().astype(int))
             done += 1
+
+
+def fixed_shape(pipeline) -> tuple[int, int] | None:
+    """(height, width) of the model's fixed_shape_resizer, or None when it has another resizer."""
+    arch = pipeline.model.WhichOneof("model")
+    resizer = getattr(getattr(pipeline.model, arch), "image_resizer", None)
+    if resizer is None or resizer.WhichOneof("image_resizer_oneof") != "fixed_shape_resizer":
+        return None
+    return resizer.fixed_shape_resizer.height, resizer.fixed_shape_resizer.width
+
+
+def _add_batch_signature(pipeline, checkpoint_dir: Path, saved_model: Path, height: int, width: int) -> None:
+    """Save ``saved_model`` again with TFOD's serving_default and BATCH_SIGNATURE, which takes N images at once.
+
+    TFOD's image_tensor signature maps its preprocessing over a [1, None, None, 3]
+    input, one image per call. For a fixed_shape_resizer model every image
+    becomes H x W anyway, so the caller may resize (as the resizer does:
+    bilinear) and hand over a whole batch; the model's own preprocess of an
+    H x W image resizes it to H x W, i.e. leaves it as it is.
+    """
+    import tensorflow as tf
+    from object_detection import exporter_lib_v2
+    from object_detection.builders import model_builder
+
+    model = model_builder.build(model_config=pipeline.model, is_training=False)
+    tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(checkpoint_dir))).expect_partial()
+    module = exporter_lib_v2.DetectionFromImageModule(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="images")])
+    def batched(images):
+        prepped, shapes = model.preprocess(images)
+        return module._run_inference_on_images(prepped, shapes)  # TFOD's own: postprocess, 1-based classes
+
+    module.batched = batched
+    signatures = {"serving_default": module.__call__.get_concrete_function(),
+                  BATCH_SIGNATURE: batched.get_concrete_function()}
+    shutil.rmtree(saved_model)
+    tf.saved_model.save(module, str(saved_model), signatures=signatures)
 
 
 # ---------------------------------------------------------------------------------------------- TFLite
@@ -170,7 +211,7 @@ def _convert_onnx(saved_model: Path, path: Path) -> None:
     """tf2onnx on the SavedModel (not on the TFLite graph: converted, that one has no outputs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved_model), "--output", str(path),
-           "--opset", str(ONNX_OPSET)]
+           "--opset", str(ONNX_OPSET), "--signature_def", "serving_default"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ONNX_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -289,6 +330,10 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, formats: Se
                 (ckpt_dir / f.name).symlink_to(f.resolve())
             (ckpt_dir / "checkpoint").write_text(f'model_checkpoint_path: "{Path(checkpoint).name}"\n')
             exporter_lib_v2.export_inference_graph("image_tensor", pipeline, str(ckpt_dir), str(tmp))
+            shape = fixed_shape(pipeline)
+            if shape is not None:
+                print(f"export: adding the batch signature {BATCH_SIGNATURE} ({shape[0]}x{shape[1]}) ...", flush=True)
+                _add_batch_signature(pipeline, ckpt_dir, tmp / "saved_model", *shape)
             label_maps = {r.label_map_path for r in [pipeline.train_input_reader, *pipeline.eval_input_reader]}
             label_maps.discard("")
             if label_maps:
@@ -303,6 +348,9 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, formats: Se
             if not examples:
                 print(f"export: no test records ({', '.join(eval_paths) or 'no eval_input_reader'}): "
                       "nothing verified", flush=True)
+                for entry in entries.values():
+                    if entry["status"] == "passed":
+                        entry["reason"] = "not verified: the test records hold no image"
             for fmt in formats:
                 entry = entries[fmt]
                 if entry["status"] != "passed" or not examples:
@@ -315,6 +363,7 @@ def export(pipeline_config: Path, model_dir: Path, output_dir: Path, formats: Se
             info = {"checkpoint": checkpoint, "meta_arch": arch, "requested_formats": list(formats),
                     "tflite": "tflite" in formats,
                     "saved_model": str(output_dir / "saved_model"),
+                    "batch_signature": BATCH_SIGNATURE if shape is not None else None,
                     "label_map": str(output_dir / "label_map.pbtxt") if label_maps else None,
                     "tflite_model": entries["tflite"]["path"] if entries.get("tflite", {}).get("size_mb") else None,
                     "onnx_opset": ONNX_OPSET if "onnx" in formats else None,
@@ -350,9 +399,13 @@ def _export_others(pipeline, arch: str, formats: Sequence[str], entries: dict, c
         print(f"export: {fmt} failed: {entries[fmt]['reason']}", flush=True)
 
     tflites = [f for f in formats if f.startswith("tflite")]
+    resizer = pipeline.model.ssd.image_resizer.WhichOneof("image_resizer_oneof") if arch == "ssd" else None
     if tflites and arch != "ssd":
         for fmt in tflites:
             entries[fmt].update(status="unsupported", reason=f"{SSD_ONLY} (this model is {arch})")
+    elif tflites and resizer != "fixed_shape_resizer":
+        for fmt in tflites:
+            entries[fmt].update(status="unsupported", reason=f"{FIXED_ONLY} (this model has {resizer})")
     elif tflites:
         graph = None
         try:

@@ -13,6 +13,10 @@ DEFAULT_FORMATS = ("saved_model",)
 PATHS = {"saved_model": "saved_model", "tflite": "tflite/model.tflite", "tflite_fp16": "tflite/model_fp16.tflite",
          "tflite_int8": "tflite/model_int8.tflite", "onnx": "onnx/model.onnx"}
 
+# The SavedModel's second signature, for fixed_shape_resizer models: float32 [N, H, W, 3] images already resized
+# to the model's H x W (pixel values 0-255), N at once; TFOD's serving_default takes one uint8 image per call.
+BATCH_SIGNATURE = "serving_batch"
+
 
 def parse_formats(text: str, what: str = "--formats") -> tuple[str, ...]:
     """ "saved_model,onnx" -> the formats in FORMATS order, the SavedModel always among them (always written)."""

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli, did_you_mean
+from tfodkit.export_formats import BATCH_SIGNATURE
 from tfodkit.fsutil import AtomicFile
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -266,6 +267,7 @@ class Options:
     batch_size: int = 1
     workers: int = 2  # decoding threads, and drawing/writing threads
     inflight: int = 2  # model calls running at once
+    any_size: bool = False  # the model resizes each image itself: images of different sizes share a call
 
 
 def to_records(detections: Detections, width: int, height: int, options: Options) -> list[dict]:
@@ -350,12 +352,13 @@ def _decoded(jobs: Iterable[Job], pool: ThreadPoolExecutor, ahead: int) -> Itera
             yield job, None, exc
 
 
-def _batches(decoded: Iterator[Decoded], size: int) -> Iterator[list[Decoded]]:
-    """Consecutive same-size images grouped up to ``size``; a failure is a group of its own."""
+def _batches(decoded: Iterator[Decoded], size: int, any_size: bool = False) -> Iterator[list[Decoded]]:
+    """Consecutive same-size images (any sizes with ``any_size``) grouped up to ``size``; a failure is a group
+    of its own."""
     batch: list = []
     for item in decoded:
         job, image, error = item
-        if batch and (error is not None or len(batch) >= size or image.size != batch[0][1].size):
+        if batch and (error is not None or len(batch) >= size or (image.size != batch[0][1].size and not any_size)):
             yield batch
             batch = []
         if error is not None:
@@ -399,7 +402,8 @@ def run(jobs: Sequence[Job], detect: DetectFn, options: Options, json_stream: Js
 
     def infer(group: list[Decoded]) -> Future:
         arrays = [np.asarray(image) for _, image, _ in group]
-        batch = arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)
+        same = all(a.shape == arrays[0].shape for a in arrays)
+        batch = arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays) if same else arrays
         if infer_pool is not None:
             return infer_pool.submit(detect, batch)
         future: Future = Future()
@@ -434,7 +438,7 @@ def run(jobs: Sequence[Job], detect: DetectFn, options: Options, json_stream: Js
     start = time.perf_counter()
     try:
         ahead = 2 * workers + options.batch_size * options.inflight
-        for group in _batches(_decoded(jobs, decode_pool, ahead), options.batch_size):
+        for group in _batches(_decoded(jobs, decode_pool, ahead), options.batch_size, options.any_size):
             if group[0][2] is not None:
                 job, _, error = group[0]
                 fail(job, f"cannot read {job.src}: {_reason(error)}")
@@ -538,18 +542,32 @@ class Detector:
         # TFOD's image_tensor export declares [1, None, None, 3]: fed a batch, it silently answers
         # for the first image only, so a batch dimension of 1 means one image per call.
         self.max_batch = spec.shape[0] if spec.shape[0] is not None else None
+        # tfodkit.export adds BATCH_SIGNATURE to fixed_shape_resizer models: N images resized here to its H x W
+        self.batched = self.model.signatures.get(BATCH_SIGNATURE)
+        if self.batched is not None:
+            (self.batch_input, batch_spec), = self.batched.structured_input_signature[1].items()
+            self.batch_shape = (int(batch_spec.shape[1]), int(batch_spec.shape[2]))
+            self.max_batch = None
 
-    def __call__(self, batch: np.ndarray) -> list[Detections]:
+    def __call__(self, batch: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
+        """Detections of each image of ``batch`` (uint8 [N, H, W, 3], or a list of [H, W, 3] of any sizes)."""
+        if self.batched is not None:
+            resized = self.tf.stack([self.tf.image.resize(image, self.batch_shape) for image in batch])
+            return self._unpack(self.batched(**{self.batch_input: resized}))
         if self.max_batch is not None and len(batch) > self.max_batch:
             return [r for i in range(0, len(batch), self.max_batch) for r in self(batch[i:i + self.max_batch])]
         tensor = self.tf.constant(batch) if self.dtype == self.tf.uint8 else self.tf.constant(batch, self.dtype)
         out = self.signature(**{self.input_name: tensor})
-        boxes = out["detection_boxes"].numpy()
-        if boxes.shape[0] != len(batch):
+        if out["detection_boxes"].shape[0] != len(batch):
             if len(batch) == 1:
-                raise RuntimeError(f"the model returned {boxes.shape[0]} results for one image")
+                raise RuntimeError(f"the model returned {out['detection_boxes'].shape[0]} results for one image")
             self.max_batch = 1  # the signature does not really take batches: one image per call from now on
             return self(batch)
+        return self._unpack(out)
+
+    @staticmethod
+    def _unpack(out: dict) -> list[Detections]:
+        boxes = out["detection_boxes"].numpy()
         classes = out["detection_classes"].numpy()
         scores = out["detection_scores"].numpy()
         counts = out["num_detections"].numpy().astype(int).reshape(-1)
@@ -579,7 +597,7 @@ class TFLiteDetector(Detector):
 
         import tensorflow as tf
 
-        self.tf, self.path, self.max_batch = tf, model_path, 1
+        self.tf, self.path, self.max_batch, self.batched = tf, model_path, 1, None
         self.lock = threading.Lock()  # one interpreter runs one call at a time (predict.py runs two at once)
         try:
             self.interpreter = tf.lite.Interpreter(model_path=str(model_path), num_threads=os.cpu_count() or 1)
@@ -632,7 +650,7 @@ class OnnxDetector(Detector):
     def __init__(self, model_path: Path):
         import onnxruntime
 
-        self.path, self.max_batch = model_path, 1
+        self.path, self.max_batch, self.batched = model_path, 1, None
         try:
             self.session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - any load failure is one line naming the model
@@ -690,9 +708,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "OUTPUT_DIR/PREFIX_detections.json)")
     parser.add_argument("--max_detections", type=int, default=None, help="keep at most N detections per image")
     parser.add_argument("--classes", default=None, help='keep only these class names, e.g. "cat, dog"')
-    parser.add_argument("--batch_size", type=int, default=1,
-                        help="images per model call when the model takes batches (TFOD's image_tensor export "
-                             "takes one; default 1)")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="images per model call when the model takes batches: default 8 for a SavedModel "
+                             "with the serving_batch signature (tfodkit.export adds it to fixed_shape_resizer "
+                             "models), else 1 (TFOD's image_tensor signature, TFLite and ONNX take one)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 2),
                         help="threads decoding ahead and threads drawing/writing behind (default min(4, CPUs))")
     parser.add_argument("--inflight", type=int, default=2,
@@ -743,7 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     start = time.perf_counter()
     detector = load_detector(args.model)
-    batch_size = args.batch_size
+    batch_size = args.batch_size or (8 if detector.batched is not None else 1)
     if detector.max_batch is not None and batch_size > detector.max_batch:
         print(f"note: this model's serving signature takes {detector.max_batch} image per call; running "
               f"--batch_size {detector.max_batch} (decoding and writing still overlap inference)", file=sys.stderr)
@@ -754,7 +773,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = Options(labels=labels, min_confidence=args.min_confidence, keep=keep,
                       max_detections=args.max_detections, fmt=args.format, batch_size=batch_size,
-                      workers=args.workers, inflight=args.inflight)
+                      workers=args.workers, inflight=args.inflight, any_size=detector.batched is not None)
     stream = None
     if json_path is not None:
         stream = JsonStream(json_path, {"model": str(detector.path), "labels": str(args.labels),
