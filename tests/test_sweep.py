@@ -51,6 +51,9 @@ BAD = {
     "bad fixed value": ({"hparams": {"batch_size": 0}}, "hparams: batch_size must be at least 1, got 0"),
     "bad choice": ({"search": {"batch_size": [2, "big"]}}, "search.batch_size: batch_size must be an integer"),
     "objective": ({"objective": "map_50"}, "objective 'map_50' is not a metrics.json metric (did you mean: map50"),
+    "coco typo": ({"objective": "DetectionBoxes_Recall/AR@101"},
+                  "objective 'DetectionBoxes_Recall/AR@101' is not a metrics.json metric (did you mean: "
+                  "DetectionBoxes_Recall/AR@10"),
     "parallel 0": ({"parallel": 0}, "parallel must be a whole number of at least 1, got 0"),
     "trials 0": ({"trials": 0}, "trials must be a whole number of at least 1, got 0"),
     "grid with a range": ({"sampler": "grid"}, "a grid sweep needs a list of choices for every searched key, "
@@ -110,6 +113,24 @@ class Page(HTMLParser):
             self.images.append(attrs["src"])
         if tag == "a":
             self.links.append(attrs["href"])
+
+
+def test_the_objective_is_any_metric_of_metrics_json(tmp_path):
+    """A short name, a top-level key, one class's AP or a COCO metric of "all"; a class metrics.json lacks is a
+    trial's failure reason, naming the classes it has."""
+    metrics = {"mAP": 0.4, "mAP@0.5": 0.7, "per_class_AP": {"circle": 0.6, "square": 0.2},
+               "all": {"DetectionBoxes_Recall/AR@100": 0.8, "DetectionBoxes_Precision/mAP": 0.4}}
+    for objective, expected in [("map50", 0.7), ("mAP", 0.4), ("AP/square", 0.2),
+                                ("DetectionBoxes_Recall/AR@100", 0.8)]:
+        s = sweep.load(str(_write(tmp_path, objective=objective)))
+        value, attrs, reason = sweep.metric_attrs(metrics, s)
+        assert (value, reason) == (expected, None), objective
+        assert attrs["map50"] == 0.7 and attrs["per_class_AP"] == metrics["per_class_AP"]
+    s = sweep.load(str(_write(tmp_path, objective="AP/triangle")))
+    assert sweep.metric_attrs(metrics, s)[::2] == (None, "metrics.json has no class 'triangle' (its classes: "
+                                                         "circle, square)")
+    s = sweep.load(str(_write(tmp_path, objective="DetectionBoxes_Recall/AR@1")))
+    assert sweep.metric_attrs(metrics, s)[2] == "metrics.json has no number 'DetectionBoxes_Recall/AR@1' (got None)"
 
 
 def test_the_leaderboard_ranks_by_the_objective_running_then_failed_last(tmp_path, capsys):

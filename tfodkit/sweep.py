@@ -56,6 +56,12 @@ SAMPLERS = ("tpe", "random", "grid")
 RANGE_KEYS = ("low", "high", "log", "step")
 # The objective's short names and the metrics.json keys they stand for (evaluate.summarize).
 OBJECTIVES = {"map": "mAP", "map50": "mAP@0.5", "map75": "mAP@0.75"}
+# Every other objective is a key of metrics.json's "all" (TFOD's COCO metrics; the losses are left out, since the
+# objective is maximized) or AP/<class>, one class's AP of metrics.json's per_class_AP.
+COCO_METRICS = tuple(f"DetectionBoxes_Precision/mAP{s}" for s in ("", "@.50IOU", "@.75IOU", " (small)", " (medium)",
+                                                                  " (large)")) + \
+    tuple(f"DetectionBoxes_Recall/AR@{s}" for s in ("1", "10", "100", "100 (small)", "100 (medium)", "100 (large)"))
+CLASS_AP = "AP/"
 SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 JOURNAL, SWEEP_JSON, LOCK = "study.journal", "sweep.json", ".lock"
 
@@ -240,10 +246,13 @@ def parse(data: Any, path: str) -> Sweep:
             raise UserError(f"{path}: a grid sweep needs a list of choices for every searched key, and "
                             f"{ranges[0]} is a range", f"list its values, e.g. {ranges[0]}: [0.01, 0.04]")
     objective = data["objective"]
-    known = [*OBJECTIVES, *OBJECTIVES.values()]
-    if objective not in known:
+    known = [*OBJECTIVES, *OBJECTIVES.values(), *COCO_METRICS]
+    if objective not in known and not (isinstance(objective, str) and objective.startswith(CLASS_AP)
+                                       and objective[len(CLASS_AP):]):
         raise UserError(f"{path}: objective {objective!r} is not a metrics.json metric",
-                        did_you_mean(str(objective), known) or f"one of {', '.join(known)}")
+                        did_you_mean(str(objective), known) or
+                        f"one of {', '.join([*OBJECTIVES, *OBJECTIVES.values()])}, AP/<class>, or a key of "
+                        "metrics.json's \"all\" such as DetectionBoxes_Recall/AR@100")
     where = path
     sweep = Sweep(path=path, name=name, records=records, models=tuple(canonical), override=override,
                   hparams=fixed, search=params, sampler=sampler,
@@ -407,7 +416,13 @@ def metric_attrs(metrics: dict, sweep: Sweep) -> tuple[float | None, dict[str, A
     """(the objective, the leaderboard's metric columns, why there is no objective) from a metrics.json."""
     attrs = {"map": metrics.get("mAP"), "map50": metrics.get("mAP@0.5"), "map75": metrics.get("mAP@0.75"),
              "per_class_AP": metrics.get("per_class_AP") or {}, "step": metrics.get("step")}
-    value = metrics.get(sweep.metric)
+    if sweep.metric.startswith(CLASS_AP):
+        value = attrs["per_class_AP"].get(sweep.metric[len(CLASS_AP):])
+        if value is None:
+            return None, attrs, (f"metrics.json has no class {sweep.metric[len(CLASS_AP):]!r} (its classes: "
+                                 f"{', '.join(attrs['per_class_AP']) or 'none'})")
+    else:
+        value = metrics.get(sweep.metric, (metrics.get("all") or {}).get(sweep.metric))
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return None, attrs, f"metrics.json has no number {sweep.metric!r} (got {value!r})"
     return float(value), attrs, None
