@@ -76,7 +76,7 @@ bench-dataset: install ## dataset convert vs a plain single-process converter (b
 	VENV=$(VENV) bench/dataset
 
 # The main job, offline on CPU: synthetic shapes -> records -> train.sh ->
-# predict.py on held-out images (about 12 minutes on 2 idle cores).
+# predict.py on held-out images (about 16 minutes on 2 idle cores).
 DEMO_DIR ?= demo
 IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
