@@ -32,15 +32,11 @@ from moto.moto_api import state_manager
 from moto.ssm.responses import SimpleSystemManagerResponse
 
 from tests.conftest import Followed, reset_moto
+from tests.ecs_world import ACCOUNT, AMI, CLUSTER, DIRS, FAMILY, GROUP, PREFIX, REGION, aws_user, make_world
 from tfodkit import runtask
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTASK = ROOT / "runtask.sh"
-VENV_BIN = Path(sys.executable).parent
-ACCOUNT, REGION = "123456789012", "eu-west-1"
-CLUSTER, FAMILY, GROUP, PREFIX = "tfod-cluster", "tfod-training", "/ecs/tfod", "tfod"
-DIRS = ["/opt/tfod/models", "/opt/tfod/experiments/training", "/opt/tfod/experiments/exported_model"]
-AMI = "ami-03cf127a"  # one of moto's built-in images
 MODEL = "SSD MobileNet V2 FPNLite 320x320"
 ARGS = ["s3://tfod-records/shapes", "ssd mobilenet v2 fpnlite 320x320",
         "s3://tfod-configs/training.config", "s3://tfod-configs/hparams.json"]
@@ -169,18 +165,8 @@ class Agent:
 @pytest.fixture
 def base(tmp_path):
     """configs.json, an aws profile with dummy credentials, and runtask.sh's environment (no AWS yet)."""
-    outputs = {"profile": "tfod", "region": REGION, "cluster_name": CLUSTER, "task_definition": FAMILY,
-               "container_name": "training", "log_group": GROUP}
-    configs = tmp_path / "configs.json"
-    configs.write_text(json.dumps({k: {"sensitive": False, "type": "string", "value": v}
-                                   for k, v in outputs.items()}))
-    (tmp_path / "aws-config").write_text(f"[profile tfod]\nregion = {REGION}\n")
-    (tmp_path / "aws-credentials").write_text("[tfod]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}", TFODKIT_PYTHON=sys.executable,
-               AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"),
-               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_EC2_METADATA_DISABLED="true",
+    configs, env = aws_user(tmp_path)
+    env.update(TFODKIT_PYTHON=sys.executable, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                RUNTASK_POLL_SECONDS="0.1", RUNTASK_DRAIN_SECONDS="0.5", RUNTASK_LOG_PAGE_LIMIT="4")
     for name in ("STOP_ON_INTERRUPT", "TENSORBOARD", "TENSORBOARD_PORT"):
         env.pop(name, None)
@@ -191,28 +177,9 @@ def base(tmp_path):
 def world(endpoint, base, monkeypatch):
     """A cluster with one GPU container instance, the task definition, log group and buckets."""
     reset_moto(endpoint)
-    kw = {"endpoint_url": endpoint, "region_name": REGION,
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    ec2, ecs, logs, s3 = (boto3.client(s, **kw) for s in ("ec2", "ecs", "logs", "s3"))
-    instance = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]
-    ecs.create_cluster(clusterName=CLUSTER)
-    ecs.register_container_instance(cluster=CLUSTER,
-                                    instanceIdentityDocument=json.dumps({"instanceId": instance["InstanceId"]}))
-    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": GROUP, "awslogs-region": REGION,
-                                                   "awslogs-stream-prefix": PREFIX}}
-    ecs.register_task_definition(family=FAMILY, containerDefinitions=[
-        {"name": "training", "image": "tfodkit:gpu", "memory": 2048, "essential": True,
-         "command": [*DIRS, "records", MODEL, "configs/training.config", "configs/hparams.json"],
-         "portMappings": [{"containerPort": 6006, "hostPort": 6006}], "logConfiguration": awslogs},
-        {"name": "artifacts", "image": "tfodkit:gpu", "memory": 256, "essential": False,
-         "command": ["python", "-m", "tfodkit.artifacts", "sync"],
-         "environment": [{"name": "ARTIFACTS_TARGET", "value": "s3://tfod-artifacts"}], "logConfiguration": awslogs},
-    ])
-    logs.create_log_group(logGroupName=GROUP)
-    for bucket in ("tfod-records", "tfod-configs", "tfod-artifacts"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    aws = make_world(endpoint, MODEL, {"portMappings": [{"containerPort": 6006, "hostPort": 6006}]})
     env = {**base["env"], "AWS_ENDPOINT_URL": endpoint}
-    return {**base, "env": env, "agent": Agent(endpoint, monkeypatch), "ecs": ecs, "instance": instance["InstanceId"]}
+    return {**base, "env": env, "agent": Agent(endpoint, monkeypatch), "ecs": aws["ecs"], "instance": aws["instance"]}
 
 
 class Run(Followed):

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, Followed, synthetic_records
+from tests.ecs_world import ACCOUNT, CLUSTER, DIRS, REGION, aws_user, make_world
 from tfodkit import sweep
 
 SSD = "SSD MobileNet V2 FPNLite 320x320"
@@ -321,54 +322,23 @@ def test_local_sweep_is_stopped_by_ctrl_c_resumes_completes_and_ranks(tmp_path):
 
 # --- an ECS sweep against moto, the test playing the ECS agent ------------------------------------------------
 
-ACCOUNT, REGION = "123456789012", "eu-west-1"
-CLUSTER, FAMILY, GROUP, PREFIX = "tfod-cluster", "tfod-training", "/ecs/tfod", "tfod"
-DIRS = ["/opt/tfod/models", "/opt/tfod/experiments/training", "/opt/tfod/experiments/exported_model"]
-AMI = "ami-03cf127a"  # one of moto's built-in images
 
 
 @pytest.fixture
 def cluster(moto_endpoint, tmp_path):
     """A cluster with one GPU container instance, the task definition with its artifacts sidecar, the buckets,
     configs.json and the sweep's environment (the aws CLI of the venv, a profile with dummy credentials)."""
-    import boto3
     from moto.moto_api import state_manager
 
     from tests.conftest import reset_moto
 
     reset_moto(moto_endpoint)
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 10**9})  # the agent decides
-    kw = {"endpoint_url": moto_endpoint, "region_name": REGION,
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    ec2, ecs, s3 = (boto3.client(s, **kw) for s in ("ec2", "ecs", "s3"))
-    instance = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, InstanceType="g4dn.xlarge")["Instances"][0]
-    ecs.create_cluster(clusterName=CLUSTER)
-    ecs.register_container_instance(cluster=CLUSTER,
-                                    instanceIdentityDocument=json.dumps({"instanceId": instance["InstanceId"]}))
-    awslogs = {"logDriver": "awslogs", "options": {"awslogs-group": GROUP, "awslogs-region": REGION,
-                                                   "awslogs-stream-prefix": PREFIX}}
-    ecs.register_task_definition(family=FAMILY, containerDefinitions=[
-        {"name": "training", "image": "tfodkit:gpu", "memory": 2048, "essential": True,
-         "command": [*DIRS, "records", SSD, "configs/training.config", "configs/hparams.json"],
-         "logConfiguration": awslogs},
-        {"name": "artifacts", "image": "tfodkit:gpu", "memory": 256, "essential": False,
-         "command": ["python", "-m", "tfodkit.artifacts", "sync"],
-         "environment": [{"name": "ARTIFACTS_TARGET", "value": "s3://tfod-artifacts"}], "logConfiguration": awslogs},
-    ])
-    for bucket in ("tfod-records", "tfod-artifacts"):
-        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    outputs = {"profile": "tfod", "region": REGION, "cluster_name": CLUSTER, "task_definition": FAMILY,
-               "container_name": "training", "log_group": GROUP}
-    configs = tmp_path / "configs.json"
-    configs.write_text(json.dumps({k: {"value": v} for k, v in outputs.items()}))
-    (tmp_path / "aws-config").write_text(f"[profile tfod]\nregion = {REGION}\n")
-    (tmp_path / "aws-credentials").write_text("[tfod]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
-               PYTHONPATH=str(ROOT), AWS_CONFIG_FILE=str(tmp_path / "aws-config"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "aws-credentials"), AWS_EC2_METADATA_DISABLED="true",
+    aws = make_world(moto_endpoint, SSD)
+    configs, env = aws_user(tmp_path)
+    env.update(PYTHONPATH=str(ROOT),
                AWS_ENDPOINT_URL=moto_endpoint, RUNTASK_POLL_SECONDS="0.2")
-    yield {"configs": configs, "env": env, "s3": s3}
+    yield {"configs": configs, "env": env, "s3": aws["s3"]}
     state_manager.unset_transition("ecs::task")
 
 
