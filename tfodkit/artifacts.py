@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tfodkit import runs, s3
-from tfodkit.errors import ArgumentParser, UserError, cli
+from tfodkit.errors import ArgumentParser, UserError, cli, on_stop_signals
 from tfodkit.fsutil import write_text_atomic
 from tfodkit.settings import env_number
 
@@ -231,12 +231,11 @@ def run(args: argparse.Namespace) -> int:
         log(f"{signal.Signals(signum).name}: final sync")
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    restore = on_stop_signals(on_signal)
     try:
         return _loop(args, folder, name, dirs, interval, retries, manifest, stop)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore()
 
 
 def _loop(args: argparse.Namespace, folder: s3.S3Uri, name: str, dirs: list[str], interval: float,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,6 +12,20 @@ from typing import NoReturn
 
 USAGE = 2  # bad usage / bad input
 FAILURE = 1  # something failed while doing the work
+# Stopped by a signal: 128 + its number, as a shell reports it (Ctrl-C, or docker stop / an ECS stop).
+SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def on_stop_signals(handler: Callable[[int, object], None]) -> Callable[[], None]:
+    """Call ``handler(signum, frame)`` on SIGINT and SIGTERM from now on; returns the function that puts the
+    previous handlers back."""
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNAL_STATUS}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
 
 
 class UserError(Exception):

@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfodkit import runlog, runs, s3, zoo
-from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli
+from tfodkit.errors import FAILURE, SIGNAL_STATUS, ArgumentParser, UserError, cli, on_stop_signals
 from tfodkit.export_formats import DEFAULT_FORMATS, parse_formats
 from tfodkit.paths import ROOT
 from tfodkit.settings import env_number
 
 PROG = "train.sh"
-SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 USAGE_TEXT = """\
 usage: ./train.sh <models_dir> <training_dir> <exported_model_dir> <records_dir|s3://bucket/prefix> \
@@ -338,18 +337,17 @@ class Run:
         self.in_process = False
         self.env = child_env(p)
         self.tensorboard: subprocess.Popen | None = None
-        self._previous_handlers: dict[int, object] = {}
+        self._restore_signals: Callable[[], None] | None = None
 
     # signals
     def __enter__(self) -> Run:
-        for sig in SIGNAL_STATUS:
-            self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+        self._restore_signals = on_stop_signals(self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop_tensorboard()
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
+        if self._restore_signals:
+            self._restore_signals()
 
     def _on_signal(self, signum: int, _frame) -> None:
         first = self.received is None

@@ -38,13 +38,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tfodkit import config, runs, zoo
-from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli, did_you_mean
+from tfodkit.errors import FAILURE, SIGNAL_STATUS, ArgumentParser, UserError, cli, did_you_mean, on_stop_signals
 from tfodkit.fsutil import AtomicFile, replace_dir, staging_dir, write_json_atomic, write_text_atomic
 from tfodkit.paths import ROOT
 
@@ -62,7 +62,6 @@ COCO_METRICS = tuple(f"DetectionBoxes_Precision/mAP{s}" for s in ("", "@.50IOU",
                                                                   " (large)")) + \
     tuple(f"DetectionBoxes_Recall/AR@{s}" for s in ("1", "10", "100", "100 (small)", "100 (medium)", "100 (large)"))
 CLASS_AP = "AP/"
-SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 JOURNAL, SWEEP_JSON, LOCK = "study.journal", "sweep.json", ".lock"
 
 
@@ -454,16 +453,15 @@ class Signals:
     def __init__(self):
         self.received: int | None = None
         self.child: subprocess.Popen | None = None
-        self._previous: dict[int, Any] = {}
+        self._restore: Callable[[], None] | None = None
 
     def __enter__(self) -> Signals:
-        for sig in SIGNAL_STATUS:
-            self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._restore = on_stop_signals(self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        if self._restore:
+            self._restore()
 
     def _on_signal(self, signum: int, _frame) -> None:
         if self.received is None:

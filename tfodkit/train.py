@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
+from tfodkit.errors import FAILURE, SIGNAL_STATUS, UserError, cli, on_stop_signals, training_dir_parser
 from tfodkit.fsutil import write_json_atomic
 from tfodkit.gpu import require_tensorflow_gpus
 from tfodkit.progress import speed_text
@@ -43,7 +43,6 @@ CROSS_DEVICE_OPS = ("nccl", "hierarchical_copy", "reduction_to_one_device")
 # A chunk of steps also ends at every multiple of this, where model_main_tf2 ends its chunks: both tools'
 # TensorBoard then has points (wall times, losses) at the same steps, for comparing runs (bench/train.py).
 ALIGN_STEPS = 100
-SIGNAL_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
 def make_strategy(num_gpus: int | None = None, cross_device_ops: str = "nccl", cpu_replicas: int = 0):
@@ -97,11 +96,10 @@ class _StopFlag:
 
     def __init__(self):
         self.signum: int | None = None
-        self._previous = {}
+        self._restore = None
 
     def __enter__(self):
-        for sig in SIGNAL_STATUS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        self._restore = on_stop_signals(self._handle)
         return self
 
     def _handle(self, signum, _frame):
@@ -114,8 +112,7 @@ class _StopFlag:
               flush=True)
 
     def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self._restore()
 
 
 def seed_everything(seed: int | None, deterministic: bool = False) -> None:
