@@ -131,6 +131,16 @@ def plain_backend(paths: list[Path], detector: predict.Detector, out_dir: Path, 
         detector(np.asarray(Image.open(path).convert("RGB"))[np.newaxis])
 
 
+def timed(loop, paths, model, out_dir: Path, args) -> float:
+    """Seconds ``loop`` takes over ``paths`` writing into a fresh out_dir, which is removed afterwards."""
+    out_dir.mkdir()
+    start = time.perf_counter()
+    loop(paths, model, out_dir, args)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out_dir)
+    return seconds
+
+
 def time_backends(paths: list[Path], specs: list[Path], saved_model: predict.Detector, work: Path, args) -> dict:
     """images/s of a plain loop and of predict.py's pipeline over each backend, best of the rounds."""
     result = {}
@@ -140,12 +150,7 @@ def time_backends(paths: list[Path], specs: list[Path], saved_model: predict.Det
         seconds: dict[str, list[float]] = {"plain": [], "predict": []}
         for r in range(args.rounds):
             for name, loop in (("plain", plain_backend), ("predict", pipeline)):
-                out_dir = work / f"backend-{name}-{r}"
-                out_dir.mkdir()
-                start = time.perf_counter()
-                loop(paths, detector, out_dir, args)
-                seconds[name].append(time.perf_counter() - start)
-                shutil.rmtree(out_dir)
+                seconds[name].append(timed(loop, paths, detector, work / f"backend-{name}-{r}", args))
         key = str(spec or args.model)
         result[key] = {"backend": detector.kind,
                        "images_per_s": {m: round(len(paths) / min(s), 2) for m, s in seconds.items()}}
@@ -233,12 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
                 loop, model = modes[name]
-                out_dir = work / f"{name}-{r}"
-                out_dir.mkdir()
-                start = time.perf_counter()
-                loop(paths, model, out_dir, args)
-                seconds[name].append(time.perf_counter() - start)
-                shutil.rmtree(out_dir)
+                seconds[name].append(timed(loop, paths, model, work / f"{name}-{r}", args))
             print(f"bench: round {r + 1}/{args.rounds}: "
                   + ", ".join(f"{m} {len(paths) / s[-1]:.1f}" for m, s in seconds.items()) + " images/s", flush=True)
         cli = run_cli(paths, args.model, work / "cli", args)
