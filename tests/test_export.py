@@ -69,6 +69,29 @@ def test_table_has_a_row_per_format_and_the_reason():
     assert entries[0]["path"] == "/o/saved_model"
 
 
+def test_int8_calibration_reads_the_first_n_training_images_as_the_models_input(tmp_path):
+    """--calibration_images N: N images (all of them when fewer), each resized and normalised as the model's input."""
+    from object_detection.protos import pipeline_pb2
+
+    from tests.conftest import synthetic_records
+    from tfodkit.records import split_files
+
+    data = synthetic_records(tmp_path, images=8, holdout=0, seed=1)  # 6 training images, 2 test
+    pipeline = pipeline_pb2.TrainEvalPipelineConfig()
+    pipeline.train_input_reader.tf_record_input_reader.input_path.extend(
+        str(p) for p in split_files(data / "records", "training"))
+    norm = {"height": 40, "width": 56, "scale": [2 / 255.0] * 3, "offset": [-1.0] * 3}  # [0, 255] -> [-1, 1]
+    first = [image for image, _, _ in exp.decoded_examples(
+        pipeline.train_input_reader.tf_record_input_reader.input_path, 3)]
+    samples = list(exp._representative(pipeline, norm, 3)())
+    assert len(samples) == 3 and len(list(exp._representative(pipeline, norm, 100)())) == 6
+    for (sample,), image in zip(samples, first, strict=True):
+        assert sample.shape == (1, 40, 56, 3) and sample.dtype == np.float32
+        assert -1.0 <= sample.min() < sample.max() <= 1.0
+        want = tf.image.resize(image[np.newaxis], (40, 56)).numpy() * (2 / 255.0) - 1.0
+        np.testing.assert_allclose(sample, want, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- a trained SSD
 
 
@@ -88,11 +111,11 @@ model {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
-    """train.sh from scratch, 300 steps of batch 8 on 96 shapes images of 160x160 (24 held out as test records)."""
+    """train.sh from scratch, 300 steps of batch 8 on 96 shapes images of 160x160 (24 as test records, 8 held out)."""
     from tfodkit import synthetic
 
     root = tmp_path_factory.mktemp("export_shapes")
-    synthetic.make_records(root / "records", root, images=96, holdout=4, size=160, seed=0, test_fraction=0.25,
+    synthetic.make_records(root / "records", root, images=96, holdout=8, size=160, seed=0, test_fraction=0.25,
                            workers=1)
     (root / "small_ssd.config").write_text(SMALL_SSD)
     hparams = root / "hparams.json"
@@ -163,6 +186,12 @@ def _iou(a: dict, b: dict) -> float:
     return ix * iy / union if union > 0 else 0.0
 
 
+# predict.py runs at LOW; a box scored at least KEPT by one backend must be found by the other at LOW. The
+# margin keeps a box the backends score either side of one threshold (0.51 against 0.49) from failing the test:
+# the scores agree to 0.02, the 0.05 margin is wider than that.
+LOW, KEPT = 0.3, 0.35
+
+
 @pytest.mark.slow
 def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_path, capsys):
     """predict.py on each file (label map found in the export dir above it): the same boxes, IoU >= 0.95."""
@@ -172,20 +201,23 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                         ("tflite_fp16", exported / PATHS["tflite_fp16"]), ("onnx", exported / PATHS["onnx"])):
         out = tmp_path / name
         assert predict.main(["--model", str(model), "--images", str(holdout), "--output_dir", str(out),
-                             "--min_confidence", "0.5", "--json"]) == 0
+                             "--min_confidence", str(LOW), "--json"]) == 0
         runs[name] = _boxes(out / "result_detections.json")
-        assert len(list(out.glob("result_*.jpg"))) == len(runs[name]) == 4
+        assert len(list(out.glob("result_*.jpg"))) == len(runs[name]) == 8
+        assert all(d["score"] >= LOW for dets in runs[name].values() for d in dets)
     assert "TFLite model" in capsys.readouterr().err
     reference = runs.pop("saved_model")
-    assert sum(len(d) for d in reference.values()) >= 4, reference  # the trained model finds the shapes
+    kept = sum(d["score"] >= KEPT for dets in reference.values() for d in dets)
+    assert kept >= 4, reference  # the trained model finds shapes: the comparison below is not vacuous
     for name, got in runs.items():
-        for image, want in reference.items():
-            assert len(got[image]) == len(want), (name, image, got[image], want)
-            for det in want:
-                best = max(got[image], key=lambda d, det=det: _iou(d["box"], det["box"]))
-                assert best["class_name"] == det["class_name"], (name, image)
-                assert _iou(best["box"], det["box"]) >= 0.95, (name, image, best, det)
-                assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
+        for image in reference:
+            for ours, theirs in ((reference[image], got[image]), (got[image], reference[image])):
+                for det in (d for d in ours if d["score"] >= KEPT):
+                    assert theirs, (name, image, det)
+                    best = max(theirs, key=lambda d, det=det: _iou(d["box"], det["box"]))
+                    assert best["class_name"] == det["class_name"], (name, image, best, det)
+                    assert _iou(best["box"], det["box"]) >= 0.95, (name, image, best, det)
+                    assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
 
 
 @pytest.mark.slow

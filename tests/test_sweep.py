@@ -251,6 +251,7 @@ def _sweep(args: list[str]) -> Followed:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2700)  # four train.sh runs (each trains, evaluates, exports and verifies): 17 min at load 4
 def test_local_sweep_is_stopped_by_ctrl_c_resumes_completes_and_ranks(tmp_path):
     data = synthetic_records(tmp_path / "shapes", images=8, holdout=1, seed=3)
     path = _write(tmp_path, records=str(data / "records"), sampler="grid", seed=0,
