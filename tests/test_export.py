@@ -231,19 +231,28 @@ def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
         images += [np.asarray(image), np.asarray(image.resize((240, 200))), np.asarray(image.resize((130, 90)))]
     together = detector(images)
     assert len(together) == len(images)
+    kept = 0
     for image, (boxes, classes, scores) in zip(images, together, strict=True):
         out = detector.signature(input_tensor=tf.constant(image[np.newaxis]))
         n = int(out["num_detections"][0])
-        keep = out["detection_scores"][0, :n].numpy() >= 0.3
-        want_boxes = out["detection_boxes"][0, :n].numpy()[keep]
-        assert keep.sum() >= 1
-        got = scores >= 0.3
-        assert got.sum() == keep.sum()
-        # resizing before the normalisation instead of after it (and a uint8 image resized in float): a few
-        # thousandths (0.0029 of the side at most measured, half a pixel at 160)
-        np.testing.assert_allclose(boxes[got], want_boxes, atol=0.01)
-        np.testing.assert_allclose(scores[got], out["detection_scores"][0, :n].numpy()[keep], atol=0.01)
-        assert classes[got].tolist() == out["detection_classes"][0, :n].numpy()[keep].astype(int).tolist()
+        ours = list(zip(boxes, classes, scores, strict=True))
+        tfods = list(zip(out["detection_boxes"][0, :n].numpy(), out["detection_classes"][0, :n].numpy().astype(int),
+                         out["detection_scores"][0, :n].numpy(), strict=True))
+        kept += sum(score >= KEPT for _, _, score in tfods)
+        # Matched both ways, one to one, not by rank (a CI run swapped two boxes of nearly the same score).
+        # Resizing before the normalisation instead of after it (and a uint8 image resized in float) moves a
+        # box by a few thousandths (0.0029 of the side at most measured, half a pixel at 160) and a score by
+        # up to 0.0147 measured (a 130x90 image scaled up): boxes within 0.01, scores within 0.02.
+        for these, those in ((tfods, ours), (ours, tfods)):
+            left = [d for d in those if d[2] >= LOW]
+            for box, cls, score in (d for d in these if d[2] >= KEPT):
+                diffs = [np.abs(b - box).max() if c == cls else np.inf for b, c, _ in left]
+                assert diffs, (box, cls, score, "no box of that class")
+                i = int(np.argmin(diffs))
+                assert diffs[i] <= 0.01, (box, cls, score, left)
+                assert abs(left[i][2] - score) <= 0.02, (score, left[i])
+                left.pop(i)
+    assert kept >= 3, kept  # boxes to compare on most images: the matching above is not vacuous
 
 
 @pytest.mark.slow

@@ -638,7 +638,10 @@ class TFLiteDetector(Detector):
                 count, scores, classes, boxes = (self.interpreter.get_tensor(d["index"])[0].copy()
                                                  for d in self.outputs)
             n = int(count)
-            results.append((boxes[:n].astype(np.float32), classes[:n].astype(int) + 1, scores[:n].astype(np.float32)))
+            # TFLite_Detection_PostProcess decodes boxes without clipping them to the image, where TFOD's
+            # SavedModel clips to the window: a box may start at -0.15. Clip as the SavedModel does.
+            boxes = np.clip(boxes[:n].astype(np.float32), 0.0, 1.0)
+            results.append((boxes, classes[:n].astype(int) + 1, scores[:n].astype(np.float32)))
         return results
 
 
