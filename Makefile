@@ -32,7 +32,7 @@ TEST_WORKERS ?= 2
 test: install ## run the whole test suite (TEST_WORKERS=2 processes)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-test-fast: install ## every test not marked slow (nothing that trains, exports or builds a real model)
+test-fast: install ## every test not marked slow (nothing that trains, exports, builds a real model or takes over 10 s)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Predict (README: Predict): an exported model on images -> pictures + JSON.
@@ -76,7 +76,7 @@ bench-dataset: install ## dataset convert vs a plain single-process converter (b
 	VENV=$(VENV) bench/dataset
 
 # The main job, offline on CPU: synthetic shapes -> records -> train.sh ->
-# predict.py on held-out images (about 16 minutes on 2 idle cores).
+# predict.py on held-out images (about 22 minutes on 2 idle cores, install included).
 DEMO_DIR ?= demo
 IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)

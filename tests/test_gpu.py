@@ -63,6 +63,7 @@ def _doctor(env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 @pytest.mark.skipif(HAS_NVIDIA_DEVICE, reason="this machine has /dev/nvidia*: the driver's side is real here")
 def test_doctor_shows_both_counts_and_fails_on_the_mismatch(tmp_path):
     bin_dir = fake_nvidia_smi(tmp_path / "bin", gpus=2)

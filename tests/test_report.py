@@ -543,6 +543,7 @@ def test_the_report_of_records_and_events_imports_no_tensorflow_and_replaces_the
     assert picture[:, :, 0].max() > 200  # a red false positive drawn on it
 
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (.ci/run installs it)")
 def test_the_page_loads_in_chromium_with_every_image(tmp_path):
     from PIL import Image

@@ -436,6 +436,7 @@ def test_missing_aws_cli_is_one_line(base, tmp_path):
 
 # --- Ctrl-C, reattach, stop on interrupt, TensorBoard ------------------------------------------
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 def test_ctrl_c_leaves_the_task_running_and_attach_resumes(world):
     agent = world["agent"]
     run = launch(world)
@@ -570,6 +571,7 @@ def second_task(agent: Agent, first, run: Run, timeout: float = 60):
     return next(t for t in agent.tasks() if t.task_arn != first.task_arn)
 
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 def test_a_reclaimed_task_is_relaunched_with_the_same_run_and_inputs(world):
     """Without training (the slow test below trains): the relaunch, its message, both logs in turn."""
     agent = world["agent"]

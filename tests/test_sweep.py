@@ -437,6 +437,7 @@ class Agent(threading.Thread):
         task.desired_status = task.last_status = "STOPPED"
 
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_records_a_failure(cluster, tmp_path):
     path = _write(tmp_path, name="ecs-lr", records="s3://tfod-records/shapes", sampler="random", seed=1, trials=5,
                   parallel=2)
@@ -482,6 +483,7 @@ def test_ecs_sweep_keeps_to_parallel_relaunches_a_reclaim_collects_metrics_and_r
     assert best["export"] == rows[0]["export"]
 
 
+@pytest.mark.slow  # over 10 s alone, so make test-fast leaves it out
 def test_ctrl_c_leaves_the_ecs_tasks_running_and_the_rerun_reattaches_to_them(cluster, tmp_path):
     path = _write(tmp_path, name="ecs-cc", records="s3://tfod-records/shapes", sampler="random", trials=3,
                   parallel=2)
