@@ -29,11 +29,11 @@ lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 # thread (TensorFlow's import and tracing), so 2 workers keep 2 cores busy.
 TEST_WORKERS ?= 2
 
-test: install ## run the whole test suite (TEST_WORKERS=2 processes)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+test: install ## run the whole test suite (TEST_WORKERS=2 processes, the slow tests first)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-fast: install ## every test not marked slow (nothing that trains, exports, builds a real model or takes over 10 s)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 # Predict (README: Predict): an exported model on images -> pictures + JSON.
 # LABELS defaults to label_map.pbtxt beside saved_model/; PREDICT_ARGS go to predict.py.
@@ -98,7 +98,7 @@ test-image: install ## the image for real: cpu variant on a local Debian base, t
 gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on all GPUs (steps/s, memory, JSON)
 	@scripts/gpu-check.sh
 
-bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~31 min)
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~35 min; 3 rounds)
 	$(PY) bench/train.py
 
 bench-determinism: install ## steps/s unseeded vs seed vs deterministic training (~10 min)

@@ -133,6 +133,7 @@ def trained(tmp_path_factory) -> dict:
             "info": json.loads((exported / "export.json").read_text())}
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_a_trained_ssd_exports_to_every_format_and_each_passes(trained):
     info, exported = trained["info"], trained["exported"]
@@ -159,6 +160,7 @@ def test_a_trained_ssd_exports_to_every_format_and_each_passes(trained):
     assert "format       status" in out and out.count(" passed ") >= len(FORMATS)
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_the_export_is_scored_by_the_evaluations_own_code(trained):
     """coco_metrics on evaluate's kept detections gives evaluate's numbers; the SavedModel row agrees with both."""
@@ -192,6 +194,7 @@ def _iou(a: dict, b: dict) -> float:
 LOW, KEPT = 0.3, 0.35
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_path, capsys):
     """predict.py on each file (label map found in the export dir above it): the same boxes, IoU >= 0.95."""
@@ -220,6 +223,7 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                     assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
     """serving_batch on 6 images of 3 sizes in one call: TFOD's image_tensor signature's boxes, one by one."""
@@ -255,6 +259,7 @@ def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
     assert kept >= 3, kept  # boxes to compare on most images: the matching above is not vacuous
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_a_rerun_with_the_same_formats_reuses_the_export(trained):
     training = trained["training"]
@@ -271,6 +276,7 @@ def test_a_rerun_with_the_same_formats_reuses_the_export(trained):
 # ---------------------------------------------------------------------------------------------- not an SSD
 
 
+@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_tflite_of_a_centernet_is_unsupported_and_the_rest_is_exported(trained, tmp_path):
     """An untrained CenterNet (random weights, small input): TFLite rows unsupported, the SavedModel verified."""
