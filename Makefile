@@ -29,11 +29,11 @@ lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 # thread (TensorFlow's import and tracing), so 2 workers keep 2 cores busy.
 TEST_WORKERS ?= 2
 
-test: install ## run the whole test suite (TEST_WORKERS=2 processes, the slow tests first)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=15
+test: install ## run the whole test suite (TEST_WORKERS=2 processes)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 test-fast: install ## every test not marked slow (nothing that trains, exports, builds a real model or takes over 10 s)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 # Predict (README: Predict): an exported model on images -> pictures + JSON.
 # LABELS defaults to label_map.pbtxt beside saved_model/; PREDICT_ARGS go to predict.py.

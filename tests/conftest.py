@@ -29,24 +29,6 @@ def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
     return None
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """The costliest tests first: those marked ``slow``, the ones with a longer ``timeout`` mark ahead.
-
-    make test hands tests out one group at a time (``--dist loadgroup``), so on
-    2 workers the long trainings start early and the short tests fill the tail,
-    instead of a 10-minute sweep starting last. Tests that share an expensive
-    fixture carry one ``xdist_group`` mark, so that fixture is built once, not on
-    every worker. A stable sort: the same order in every worker's collection.
-    """
-    default = float(config.getini("timeout") or 0)
-
-    def cost(item) -> tuple[bool, float]:
-        mark = item.get_closest_marker("timeout")
-        return item.get_closest_marker("slow") is None, -(float(mark.args[0]) if mark and mark.args else default)
-
-    items.sort(key=cost)
-
-
 def like_a_terminal_job() -> None:
     """Popen preexec_fn: the child takes Ctrl-C (SIGINT) as a terminal job would.
 

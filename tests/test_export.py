@@ -133,7 +133,6 @@ def trained(tmp_path_factory) -> dict:
             "info": json.loads((exported / "export.json").read_text())}
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_a_trained_ssd_exports_to_every_format_and_each_passes(trained):
     info, exported = trained["info"], trained["exported"]
@@ -160,7 +159,6 @@ def test_a_trained_ssd_exports_to_every_format_and_each_passes(trained):
     assert "format       status" in out and out.count(" passed ") >= len(FORMATS)
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_the_export_is_scored_by_the_evaluations_own_code(trained):
     """coco_metrics on evaluate's kept detections gives evaluate's numbers; the SavedModel row agrees with both."""
@@ -194,7 +192,6 @@ def _iou(a: dict, b: dict) -> float:
 LOW, KEPT = 0.3, 0.35
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_path, capsys):
     """predict.py on each file (label map found in the export dir above it): the same boxes, IoU >= 0.95."""
@@ -223,7 +220,6 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                     assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
     """serving_batch on 6 images of 3 sizes in one call: TFOD's image_tensor signature's boxes, one by one."""
@@ -245,21 +241,21 @@ def test_the_batch_signature_answers_as_tfods_one_image_signature(trained):
         kept += sum(score >= KEPT for _, _, score in tfods)
         # Matched both ways, one to one, not by rank (a CI run swapped two boxes of nearly the same score).
         # Resizing before the normalisation instead of after it (and a uint8 image resized in float) moves a
-        # box by a few thousandths (0.0029 of the side at most measured, half a pixel at 160) and a score by
-        # up to 0.0147 measured (a 130x90 image scaled up): boxes within 0.01, scores within 0.02.
+        # box by a few thousandths (0.0029 of the side measured on one model, 0.011 on another trained model
+        # in a fresh-clone CI: a weak box, score 0.47, on a 130x90 image scaled up; 1.8 px at 160) and a score
+        # by up to 0.0147 measured: boxes within 0.02, scores within 0.02.
         for these, those in ((tfods, ours), (ours, tfods)):
             left = [d for d in those if d[2] >= LOW]
             for box, cls, score in (d for d in these if d[2] >= KEPT):
                 diffs = [np.abs(b - box).max() if c == cls else np.inf for b, c, _ in left]
                 assert diffs, (box, cls, score, "no box of that class")
                 i = int(np.argmin(diffs))
-                assert diffs[i] <= 0.01, (box, cls, score, left)
+                assert diffs[i] <= 0.02, (box, cls, score, left)
                 assert abs(left[i][2] - score) <= 0.02, (score, left[i])
                 left.pop(i)
     assert kept >= 3, kept  # boxes to compare on most images: the matching above is not vacuous
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_a_rerun_with_the_same_formats_reuses_the_export(trained):
     training = trained["training"]
@@ -276,7 +272,6 @@ def test_a_rerun_with_the_same_formats_reuses_the_export(trained):
 # ---------------------------------------------------------------------------------------------- not an SSD
 
 
-@pytest.mark.xdist_group("export_formats")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_tflite_of_a_centernet_is_unsupported_and_the_rest_is_exported(trained, tmp_path):
     """An untrained CenterNet (random weights, small input): TFLite rows unsupported, the SavedModel verified."""

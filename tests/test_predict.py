@@ -89,7 +89,6 @@ def folder_run(model, odd_images, detector, tmp_path_factory):
             "json": json.loads((out / "result_detections.json").read_text())}
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_folder_of_odd_images(folder_run, odd_images):
     assert folder_run["status"] == 1
@@ -109,13 +108,11 @@ def test_folder_of_odd_images(folder_run, odd_images):
     assert "3 images" in folder_run["stdout"] and "images/s" in folder_run["stdout"]
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_json_boxes_agree_with_the_saved_model(folder_run, signature):
     assert_agrees_with_saved_model(folder_run["json"], signature)
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_filters_min_confidence_classes_max_detections(model, odd_images, signature, loaded_once, tmp_path, capsys):
     images = [odd_images / "grey.jpg", odd_images / "rotated.jpg"]
@@ -141,7 +138,6 @@ def test_filters_min_confidence_classes_max_detections(model, odd_images, signat
     capsys.readouterr()
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_cli_shim_seed_flags_and_a_missing_image(model, odd_images, tmp_path):
     """The top-level predict.py in a fresh interpreter: the seed's flags, a missing file named, exit 1."""
@@ -156,7 +152,6 @@ def test_cli_shim_seed_flags_and_a_missing_image(model, odd_images, tmp_path):
     assert "1 images" in proc.stdout
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_detector_takes_one_image_per_call(detector, odd_images):
     """TFOD's image_tensor signature is [1, H, W, 3]: a batch is split, each image gets its own answer."""
@@ -169,7 +164,6 @@ def test_detector_takes_one_image_per_call(detector, odd_images):
         np.testing.assert_allclose(got[0], single[0], atol=1e-6)
 
 
-@pytest.mark.xdist_group("predict_model")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_label_map_beside_the_export_is_the_default(model, odd_images, loaded_once, tmp_path, capsys):
     export = tmp_path / "export"

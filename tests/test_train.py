@@ -92,7 +92,6 @@ def trained(shapes, moto_endpoint, tmp_path_factory):
     return {"result": result, "work": work, "args": args, "env": env, "port": port, "tensorboard": answers}
 
 
-@pytest.mark.xdist_group("train_sh_s3_run")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     result, work = trained["result"], trained["work"]
@@ -150,7 +149,6 @@ def test_train_sh_with_s3_inputs_trains_evaluates_and_exports(trained):
     assert "random_adjust_brightness" in config and "batch_size: 2" in config
 
 
-@pytest.mark.xdist_group("train_sh_s3_run")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
     training = trained["work"] / "training"
@@ -173,7 +171,6 @@ def test_rerun_of_a_finished_training_dir_does_not_retrain(trained):
         ("export", "up to date")]
 
 
-@pytest.mark.xdist_group("train_sh_s3_run")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_evaluate_rejects_empty_eval_records_in_one_line(trained, tmp_path):
     training = trained["work"] / "training"
@@ -240,7 +237,6 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.xdist_group("train_sh_s3_run")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_exported_model_loads_in_a_fresh_process_and_detects(trained, shapes):
     assert trained["result"].returncode == 0
@@ -557,7 +553,6 @@ def test_train_sh_on_the_converted_raccoon_records(raccoon, tmp_path):
     assert (tmp_path / "exported" / "saved_model" / "saved_model.pb").is_file()
 
 
-@pytest.mark.xdist_group("train_sh_s3_run")  # builds the shared fixture once, not per worker
 @pytest.mark.slow
 def test_predict_on_the_model_of_a_real_training_run(trained, tmp_path):
     """predict.py (the CLI, in a fresh process) on the export of the training run above."""
