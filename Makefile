@@ -98,7 +98,7 @@ test-image: install ## the image for real: cpu variant on a local Debian base, t
 gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on all GPUs (steps/s, memory, JSON)
 	@scripts/gpu-check.sh
 
-bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~35 min; 3 rounds)
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~37 min; 3 rounds)
 	$(PY) bench/train.py
 
 bench-determinism: install ## steps/s unseeded vs seed vs deterministic training (~10 min)
