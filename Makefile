@@ -27,10 +27,13 @@ lint: install ## ruff, shellcheck, hadolint, terraform fmt -check, checkov
 
 # TEST_WORKERS: pytest-xdist processes. Most tests spend their time in one
 # thread (TensorFlow's import and tracing), so 2 workers keep 2 cores busy.
+# --dist loadscope: one module at a time per worker, so a module's fixtures
+# (a trained model, a moto world) are built once; tests/conftest.py orders the
+# modules by their slow tests, the longest first.
 TEST_WORKERS ?= 2
 
 test: install ## run the whole test suite (TEST_WORKERS=2 processes)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 test-fast: install ## every test not marked slow (nothing that trains, exports, builds a real model or takes over 10 s)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"

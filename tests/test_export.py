@@ -186,6 +186,38 @@ def _iou(a: dict, b: dict) -> float:
     return ix * iy / union if union > 0 else 0.0
 
 
+def _before_nms(exported: Path, holdout: Path) -> dict[str, list[dict]]:
+    """Each held-out image's candidate boxes before NMS, from the SavedModel: normalized box, score, class."""
+    detector = predict.Detector(exported)
+    out = {}
+    for path in sorted(holdout.glob("*.jpg")):
+        raw = detector.signature(input_tensor=tf.constant(np.asarray(predict.load_image(path))[np.newaxis]))
+        boxes = np.clip(raw["raw_detection_boxes"][0].numpy(), 0.0, 1.0)
+        scores = raw["raw_detection_scores"][0, :, 1:].numpy()  # column 0 is the background
+        out[path.name] = [{"box": dict(zip(("ymin", "xmin", "ymax", "xmax"), map(float, b), strict=True)),
+                           "score": float(s.max()), "class_id": int(s.argmax()) + 1}
+                          for b, s in zip(boxes, scores, strict=True) if s.max() >= LOW - 0.05]
+    return out
+
+
+def _nms_tie(a: dict, b: dict, candidates: list[dict]) -> bool:
+    """a and b are two near-tied candidates of one object, and NMS kept a in one backend and b in the other.
+
+    Two candidate boxes (anchors) of one shape often overlap by IoU 0.8-0.97 and score within 0.01 of each
+    other (measured on this fixture's model: the closest rival of a kept box scored 0.0068 below it, at IoU
+    0.908). NMS (IoU 0.6) keeps the higher one, so a score difference of 0.0002 between backends can keep the
+    other: a fresh-clone CI's float16 TFLite kept a box at IoU 0.908 with the SavedModel's, the scores 0.0002
+    apart. Both must be candidates of the SavedModel itself (IoU >= 0.95 and score within 0.02 of one before
+    its NMS), of one class, overlapping above the NMS threshold, and scored within 0.02 of each other.
+    """
+    def candidate(d: dict) -> bool:
+        return any(c["class_id"] == d["class_id"] and _iou(c["box"], d["box_normalized"]) >= 0.95
+                   and abs(c["score"] - d["score"]) < 0.02 for c in candidates)
+
+    return (a["class_id"] == b["class_id"] and _iou(a["box_normalized"], b["box_normalized"]) > 0.6
+            and abs(a["score"] - b["score"]) < 0.02 and candidate(a) and candidate(b))
+
+
 # predict.py runs at LOW; a box scored at least KEPT by one backend must be found by the other at LOW. The
 # margin keeps a box the backends score either side of one threshold (0.51 against 0.49) from failing the test:
 # the scores agree to 0.02, the 0.05 margin is wider than that.
@@ -194,7 +226,10 @@ LOW, KEPT = 0.3, 0.35
 
 @pytest.mark.slow
 def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_path, capsys):
-    """predict.py on each file (label map found in the export dir above it): the same boxes, IoU >= 0.95."""
+    """predict.py on each file (label map found in the export dir above it): the same boxes, IoU >= 0.95.
+
+    Or, rarely, the other of two near-tied candidates of one shape that NMS chose between (:func:`_nms_tie`).
+    """
     holdout, exported = trained["root"] / "holdout", trained["exported"]
     runs = {}
     for name, model in (("saved_model", exported), ("tflite", exported / PATHS["tflite"]),
@@ -209,6 +244,8 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
     reference = runs.pop("saved_model")
     kept = sum(d["score"] >= KEPT for dets in reference.values() for d in dets)
     assert kept >= 4, reference  # the trained model finds shapes: the comparison below is not vacuous
+    candidates = _before_nms(exported, holdout)
+    ties = 0
     for name, got in runs.items():
         for image in reference:
             for ours, theirs in ((reference[image], got[image]), (got[image], reference[image])):
@@ -216,8 +253,21 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                     assert theirs, (name, image, det)
                     best = max(theirs, key=lambda d, det=det: _iou(d["box"], det["box"]))
                     assert best["class_name"] == det["class_name"], (name, image, best, det)
+                    if _iou(best["box"], det["box"]) < 0.95 and _nms_tie(det, best, candidates[image]):
+                        ties += 1
+                        continue
                     assert _iou(best["box"], det["box"]) >= 0.95, (name, image, best, det)
                     assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
+    assert ties <= 2, ties  # a tie is a rare coin toss, not the rule
+    # The rule on this model's closest near-tie: the kept box (predict.py's JSON) is found among the candidates
+    # (box order and background column read right), and its rival, had NMS kept it, would pass.
+    rivals = [(abs(c["score"] - d["score"]), image, d, c) for image, dets in reference.items() for d in dets
+              if d["score"] >= KEPT for c in candidates[image]
+              if c["class_id"] == d["class_id"] and 0.6 < _iou(c["box"], d["box_normalized"]) < 0.95]
+    gap, image, kept_box, rival = min(rivals, key=lambda r: r[0])
+    assert gap < 0.02, gap
+    as_kept = {**rival, "box_normalized": rival["box"]}
+    assert _nms_tie(kept_box, as_kept, candidates[image])
 
 
 @pytest.mark.slow
