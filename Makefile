@@ -84,7 +84,7 @@ DEMO_DIR ?= demo
 IMAGE    ?= tfodkit
 TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo latest)
 TF_VARIANT ?= gpu
-.PHONY: demo build push test-image gpu-check bench-train bench-determinism
+.PHONY: demo build push test-image gpu-check bench-train bench-loop bench-determinism
 
 demo: install-runtime ## train, evaluate, export and predict on synthetic data, offline (DEMO_DIR=demo)
 	@VENV=$(VENV) scripts/demo.sh $(DEMO_DIR)
@@ -101,8 +101,13 @@ test-image: install ## the image for real: cpu variant on a local Debian base, t
 gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on all GPUs (steps/s, memory, JSON)
 	@scripts/gpu-check.sh
 
-bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (~37 min; 3 rounds)
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (3 rounds: about 23 min here, 37 on a slower machine)
 	$(PY) bench/train.py
+
+# VARIANT: what bench/loop.py sets the toolkit's loop against (mirrored | chunk100).
+VARIANT ?= mirrored
+bench-loop: install ## the toolkit's loop vs a variant of itself: VARIANT=mirrored|chunk100 (5 rounds, about 15 min)
+	$(PY) bench/loop.py --variant $(VARIANT)
 
 bench-determinism: install ## steps/s unseeded vs seed vs deterministic training (~10 min)
 	$(PY) bench/determinism.py
