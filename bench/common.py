@@ -35,3 +35,13 @@ def make_records(work: Path, images: int) -> Path:
 
     with open(work / "records.log", "w") as log:
         return synthetic.make_records(work / "records", work / "data", images=images, holdout=0, out=log)
+
+
+def write_zoo(work: Path, env: dict[str, str]) -> Path:
+    """A zoo-layout model of random weights in work/zoo (``tests.untrained_model``: no download), in a fresh
+    interpreter, its output in work/zoo.log; the folder."""
+    import sys
+
+    run([sys.executable, "-c", "import sys; from pathlib import Path; from tests.untrained_model import "
+         "write_pretrained_dir; write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
+    return work / "zoo"

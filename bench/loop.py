@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import ROOT, SSD, bench_env, make_records, run
+from bench.common import ROOT, SSD, bench_env, make_records, run, write_zoo
 from bench.train import window_rate
 from tfodkit.errors import ArgumentParser
 
@@ -68,8 +68,7 @@ def main() -> int:
     py = sys.executable
     print(f"bench/loop: data in {work}", flush=True)
     records = make_records(work, args.images)
-    run([py, "-c", "import sys; from pathlib import Path; from tests.untrained_model import write_pretrained_dir; "
-         "write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
+    write_zoo(work, env)
     hparams = work / "hparams.json"
     hparams.write_text(json.dumps({"batch_size": args.batch_size, "train_steps": args.steps, "learning_rate": 0.01}))
     config = work / "config" / "pipeline.config"

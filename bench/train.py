@@ -41,7 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import ROOT, SSD, bench_env, make_records, run
+from bench.common import ROOT, SSD, bench_env, make_records, run, write_zoo
 from tfodkit.errors import ArgumentParser
 
 # TFOD's scripts need the compat layer to run at all on the pinned TensorFlow.
@@ -133,8 +133,7 @@ def main() -> int:
 
     print(f"bench/train: data in {work}", flush=True)
     records = make_records(work, args.images)
-    run([py, "-c", "import sys; from pathlib import Path; from tests.untrained_model import write_pretrained_dir; "
-         "write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
+    write_zoo(work, env)
     hparams = work / "hparams.json"
     # The zoo config's base rate (0.08) from random weights can diverge (one idle run's third round hit a nan
     # loss at step 116, which the toolkit stops on): a speed bench must not depend on that, so both sides
