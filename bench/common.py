@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,8 +41,6 @@ def make_records(work: Path, images: int) -> Path:
 def write_zoo(work: Path, env: dict[str, str]) -> Path:
     """A zoo-layout model of random weights in work/zoo (``tests.untrained_model``: no download), in a fresh
     interpreter, its output in work/zoo.log; the folder."""
-    import sys
-
     run([sys.executable, "-c", "import sys; from pathlib import Path; from tests.untrained_model import "
          "write_pretrained_dir; write_pretrained_dir(Path(sys.argv[1]))", str(work / "zoo")], work / "zoo.log", env)
     return work / "zoo"
