@@ -261,15 +261,21 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
                     assert _iou(best["box"], det["box"]) >= 0.95, (name, image, best, det)
                     assert abs(best["score"] - det["score"]) < 0.02, (name, image, best, det)
     assert ties <= 2, ties  # a tie is a rare coin toss, not the rule
-    # The rule on this model's closest near-tie: the kept box (predict.py's JSON) is found among the candidates
-    # (box order and background column read right), and its rival, had NMS kept it, would pass.
+    # The candidates are read right (box order, background column): every box predict.py kept is one of them.
+    for image, dets in reference.items():
+        for d in (d for d in dets if d["score"] >= KEPT):
+            assert any(c["class_id"] == d["class_id"] and _iou(c["box"], d["box_normalized"]) >= 0.95
+                       and abs(c["score"] - d["score"]) < 0.02 for c in candidates[image]), (image, d)
+    # The rule on this model's closest rival of a kept box: a tie exactly when their scores are within 0.02. How
+    # close that rival is depends on the training run (0.0068 below in one, 0.0204 in another), so the test
+    # checks the rule's answer against the gap, not the gap itself.
     rivals = [(abs(c["score"] - d["score"]), image, d, c) for image, dets in reference.items() for d in dets
               if d["score"] >= KEPT for c in candidates[image]
               if c["class_id"] == d["class_id"] and 0.6 < _iou(c["box"], d["box_normalized"]) < 0.95]
+    assert rivals  # anchors of one shape overlap: a kept box always has rivals
     gap, image, kept_box, rival = min(rivals, key=lambda r: r[0])
-    assert gap < 0.02, gap
     as_kept = {**rival, "box_normalized": rival["box"]}
-    assert _nms_tie(kept_box, as_kept, candidates[image])
+    assert _nms_tie(kept_box, as_kept, candidates[image]) == (gap < 0.02), gap
 
 
 @pytest.mark.slow
