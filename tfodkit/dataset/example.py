@@ -250,7 +250,9 @@ def build(entry: Entry, images_dir: str, class_ids: dict[str, int], label_map_pa
     if crowd:
         feature["image/object/is_crowd"].int64_list.value.extend(is_crowd)
     result.sha256, result.width, result.height, result.labels = sha256, width, height, label
-    return example.SerializeToString()
+    # deterministic: the feature map in key order. Unpinned, protobuf writes it in an order that differs from
+    # process to process, so one dataset converted twice gave records that differ in bytes.
+    return example.SerializeToString(deterministic=True)
 
 
 # What the workers work on: set in the parent before the pool forks, so the
