@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from tfodkit.errors import FAILURE, UserError, cli, training_dir_parser
-from tfodkit.export_formats import BATCH_SIGNATURE, DEFAULT_FORMATS, FORMATS, PATHS, parse_formats
+from tfodkit.export_formats import BATCH_SIGNATURE, DEFAULT_FORMATS, FORMATS, PATHS, fixed_shape_resize, parse_formats
 from tfodkit.fsutil import replace_dir, staging_dir
 
 # |mAP@0.5 - the SavedModel's| above which a format fails verification. float32, float16 and ONNX compute what
@@ -191,14 +191,12 @@ def _convert_tflite(graph: Path, fmt: str, path: Path, representative: Callable 
 
 def _representative(pipeline, norm: dict, count: int) -> Callable:
     """int8 calibration: the first ``count`` training images, resized and normalised as the model's input."""
-    import tensorflow as tf
-
     paths = list(pipeline.train_input_reader.tf_record_input_reader.input_path)
     scale, offset = np.asarray(norm["scale"], np.float32), np.asarray(norm["offset"], np.float32)
 
     def dataset():
         for image, _, _ in decoded_examples(paths, count):
-            resized = tf.image.resize(image[np.newaxis], (norm["height"], norm["width"])).numpy()
+            resized = fixed_shape_resize(image[np.newaxis], norm["height"], norm["width"]).numpy()
             yield [(resized * scale + offset).astype(np.float32)]
 
     return dataset

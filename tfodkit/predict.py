@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tfodkit.errors import FAILURE, ArgumentParser, UserError, cli, did_you_mean
-from tfodkit.export_formats import BATCH_SIGNATURE
+from tfodkit.export_formats import BATCH_SIGNATURE, fixed_shape_resize
 from tfodkit.fsutil import AtomicFile
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -552,7 +552,7 @@ class Detector:
     def __call__(self, batch: np.ndarray | Sequence[np.ndarray]) -> list[Detections]:
         """Detections of each image of ``batch`` (uint8 [N, H, W, 3], or a list of [H, W, 3] of any sizes)."""
         if self.batched is not None:
-            resized = self.tf.stack([self.tf.image.resize(image, self.batch_shape) for image in batch])
+            resized = self.tf.stack([fixed_shape_resize(image, *self.batch_shape) for image in batch])
             return self._unpack(self.batched(**{self.batch_input: resized}))
         if self.max_batch is not None and len(batch) > self.max_batch:
             return [r for i in range(0, len(batch), self.max_batch) for r in self(batch[i:i + self.max_batch])]
@@ -583,7 +583,7 @@ class Detector:
 class TFLiteDetector(Detector):
     """A TFOD SSD converted to TFLite (tfodkit.export): float input [1, H, W, 3], no resize inside.
 
-    The image is resized here to the model's H x W (bilinear, as TFOD's
+    The image is resized here to the model's H x W (exactly as TFOD's
     fixed_shape_resizer) and normalised by the affine map the export measured on
     the model's own preprocessing (model.tflite.json beside it; MobileNet's
     x / 127.5 - 1 without it). TFOD's TFLite outputs by index: 0 count, 1 scores,
@@ -627,7 +627,7 @@ class TFLiteDetector(Detector):
     def __call__(self, batch: np.ndarray) -> list[Detections]:
         results = []
         for image in batch:
-            resized = self.tf.image.resize(image[np.newaxis], (self.height, self.width)).numpy()
+            resized = fixed_shape_resize(image[np.newaxis], self.height, self.width).numpy()
             x = resized * self.scale + self.offset
             if self.input["dtype"] != np.float32:  # a quantized input: TFLite's (x / scale + zero_point)
                 q_scale, zero = self.input["quantization"]
