@@ -121,8 +121,8 @@ def seed_everything(seed: int | None, deterministic: bool = False) -> None:
     A seed fixes the initial weights, the shuffling and the augmentation draws.
     It does not make a run repeatable by itself: TensorFlow's parallel
     scheduling still reorders floating-point work. ``deterministic`` adds op
-    determinism and one inter-op thread, which made CPU runs bit-identical in
-    the tests (the README gives the one exception measured), at a cost in
+    determinism and one inter-op thread, which made short CPU runs bit-identical in
+    the tests (longer ones drift apart after about 100 steps: see the README), at a cost in
     speed. A resumed run re-seeds at its first step, so it is not
     bit-identical to an uninterrupted one. Safe to call again in the same
     process (the NCCL retry does).
