@@ -104,9 +104,9 @@ gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on a
 bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (3 rounds: about 23 min here, 37 on a slower machine)
 	$(PY) bench/train.py
 
-# VARIANT: what bench/loop.py sets the toolkit's loop against (mirrored | chunk100).
+# VARIANT: what bench/loop.py sets the toolkit's loop against (mirrored | chunk100 | cli).
 VARIANT ?= mirrored
-bench-loop: install ## the toolkit's loop vs a variant of itself: VARIANT=mirrored|chunk100 (5 rounds, about 15 min)
+bench-loop: install ## the toolkit's loop vs a variant of itself: VARIANT=mirrored|chunk100|cli (5 rounds, about 15 min)
 	$(PY) bench/loop.py --variant $(VARIANT)
 
 bench-determinism: install ## steps/s unseeded vs seed vs deterministic training (~10 min)

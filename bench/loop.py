@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/loop: the toolkit's training loop against variants of itself, side by side in one run.
 
-    .venv/bin/python bench/loop.py [--variant chunk100|mirrored] [--rounds 5] [--steps 200]
+    .venv/bin/python bench/loop.py [--variant chunk100|mirrored|cli] [--rounds 5] [--steps 200]
         [--batch_size 4] [--out bench/results/loop.json]
 
 Where bench/train finds the toolkit slower or faster than model_main_tf2.py,
@@ -16,6 +16,9 @@ side goes first:
   mirrored  MirroredStrategy() over the one device, the strategy
             model_main_tf2.py builds (the toolkit: TensorFlow's default
             strategy on a CPU, OneDeviceStrategy on one GPU)
+  cli       the same train() through its command line, python -m
+            tfodkit.train, as bench/train runs it (argument parsing,
+            toolkit.json, the SIGTERM handler, exit_now)
 
 Both sides' steps/s come from the wall times of their TensorBoard points at
 steps 100 and 200, as bench/train's (a). The figure is the median of the
@@ -46,7 +49,7 @@ if side == "mirrored":
     t.make_strategy = lambda *args, **kwargs: tf.distribute.MirroredStrategy()
 t.train(Path(sys.argv[1]), Path(sys.argv[2]), chunk_seconds=1e6 if side == "chunk100" else 3.0)
 """
-VARIANTS = ("chunk100", "mirrored")
+VARIANTS = ("chunk100", "mirrored", "cli")
 
 
 def main() -> int:
@@ -81,7 +84,9 @@ def main() -> int:
     for r in range(1, args.rounds + 1):
         for side in sides if r % 2 else sides[::-1]:
             model_dir = work / f"round{r}" / side
-            run([py, "-c", TRAIN, str(config), str(model_dir), side], work / f"round{r}-{side}.log", env)
+            cmd = ([py, "-m", "tfodkit.train", "--pipeline_config", str(config), "--model_dir", str(model_dir)]
+                   if side == "cli" else [py, "-c", TRAIN, str(config), str(model_dir), side])
+            run(cmd, work / f"round{r}-{side}.log", env)
             rates[side].append(window_rate(model_dir, (100, 200)))
             print(f"bench/loop: round {r}/{args.rounds} {side:9s} {rates[side][-1]:.3f} steps/s", flush=True)
     ratios = [t / v for t, v in zip(rates["toolkit"], rates[args.variant], strict=True)]
