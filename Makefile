@@ -101,7 +101,7 @@ test-image: install ## the image for real: cpu variant on a local Debian base, t
 gpu-check: ## on a GPU machine: doctor, then 200 steps at batch 32 on 1 and on all GPUs (steps/s, memory, JSON)
 	@scripts/gpu-check.sh
 
-bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (3 rounds: about 23 min here, 37 on a slower machine)
+bench-train: install ## toolkit vs model_main_tf2.py: steps/s and whole-pipeline wall time (8 rounds of 400 steps: about 46 min here)
 	$(PY) bench/train.py
 
 # VARIANT: what bench/loop.py sets the toolkit's loop against (mirrored | chunk100 | cli).

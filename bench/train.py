@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """bench/train: the toolkit against TFOD's own scripts, side by side in one run.
 
-    .venv/bin/python bench/train.py [--steps 200] [--window 100:200] [--rounds 3] [--batch_size 4]
+    .venv/bin/python bench/train.py [--steps 400] [--window 100:400] [--rounds 8] [--batch_size 4]
         [--learning_rate 0.01] [--out bench/results/train.json]
 
 (a) training speed: steps/s of tfodkit.train against TFOD's model_main_tf2.py
     on the same pipeline.config and records, both over the same steps: the
-    --window LO:HI (default 100:200), from the wall times of their TensorBoard
+    --window LO:HI (default 100:400), from the wall times of their TensorBoard
     points at steps LO and HI (model_main_tf2 writes them after each chunk of
     100 steps, the toolkit ends a chunk there too). LO >= 100 keeps both sides'
-    tracing out. Runs on a shared machine vary by ~10%, so --rounds (default 3)
+    tracing out; 100-400 times three times the steps of 100-200 (about 60 s a
+    run). Runs vary by ~10%, so --rounds (default 8)
     rounds of training only, after the pipelines of (b) have warmed the caches,
     alternate which side goes first; every run has the same environment (TFOD's
     and TensorFlow's logs at the users' default, quiet: TFOD_VERBOSE=1 alone
@@ -104,7 +105,7 @@ def latest_checkpoint(model_dir: Path) -> str:
 
 def main() -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=0.01,
@@ -113,9 +114,9 @@ def main() -> int:
     parser.add_argument("--work_dir", type=Path, default=None, help="default: a temporary directory")
     parser.add_argument("--seed_checkpoint_every_n", type=int, default=None,
                         help="pass --checkpoint_every_n to model_main_tf2 (default: not passed, as the seed did)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of the steps/s comparison (a), >= 1")
-    parser.add_argument("--window", type=parse_window, default=(100, 200),
-                        help="LO:HI, the steps the steps/s of (a) are measured over (default 100:200)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of the steps/s comparison (a), >= 1")
+    parser.add_argument("--window", type=parse_window, default=(100, 400),
+                        help="LO:HI, the steps the steps/s of (a) are measured over (default 100:400)")
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
