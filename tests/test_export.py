@@ -232,12 +232,15 @@ def _nms_tie(a: dict, b: dict, candidates: list[dict]) -> bool:
     apart. Both must be candidates of the SavedModel itself (IoU >= 0.95 and score within 0.02 of one before
     its NMS), of one class, overlapping above the NMS threshold, and scored within 0.02 of each other.
     """
-    def candidate(d: dict) -> bool:
-        return any(c["class_id"] == d["class_id"] and _iou(c["box"], d["box_normalized"]) >= 0.95
-                   and abs(c["score"] - d["score"]) < 0.02 for c in candidates)
-
     return (a["class_id"] == b["class_id"] and _iou(a["box_normalized"], b["box_normalized"]) > 0.6
-            and abs(a["score"] - b["score"]) < 0.02 and candidate(a) and candidate(b))
+            and abs(a["score"] - b["score"]) < 0.02 and _is_candidate(a, candidates)
+            and _is_candidate(b, candidates))
+
+
+def _is_candidate(d: dict, candidates: list[dict]) -> bool:
+    """Detection d (predict.py's JSON) is one of the candidates: its class, IoU >= 0.95, score within 0.02."""
+    return any(c["class_id"] == d["class_id"] and _iou(c["box"], d["box_normalized"]) >= 0.95
+               and abs(c["score"] - d["score"]) < 0.02 for c in candidates)
 
 
 # predict.py runs at LOW; a box scored at least KEPT by one backend must be found by the other at LOW. The
@@ -284,8 +287,7 @@ def test_predict_on_tflite_and_onnx_gives_the_saved_models_boxes(trained, tmp_pa
     # The candidates are read right (box order, background column): every box predict.py kept is one of them.
     for image, dets in reference.items():
         for d in (d for d in dets if d["score"] >= KEPT):
-            assert any(c["class_id"] == d["class_id"] and _iou(c["box"], d["box_normalized"]) >= 0.95
-                       and abs(c["score"] - d["score"]) < 0.02 for c in candidates[image]), (image, d)
+            assert _is_candidate(d, candidates[image]), (image, d)
     # The rule on this model's closest rival of a kept box: a tie exactly when their scores are within 0.02. How
     # close that rival is depends on the training run (0.0068 below in one, 0.0204 in another), so the test
     # checks the rule's answer against the gap, not the gap itself.

@@ -6,16 +6,23 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
 
-def test_records_dir_converts_the_annotated_images_and_keeps_the_holdout_out(tmp_path):
-    data, records = tmp_path / "data", tmp_path / "records"
-    result = subprocess.run([sys.executable, "-m", "tfodkit.synthetic", "--output_dir", str(data), "--images", "6",
-                             "--holdout", "2", "--seed", "5", "--records_dir", str(records)],
+def _synthetic(data: Path, records: Path, images: int, holdout: int, seed: int) -> subprocess.CompletedProcess:
+    """python -m tfodkit.synthetic --records_dir in a fresh interpreter; it must succeed."""
+    args = ["--output_dir", data, "--images", images, "--holdout", holdout, "--seed", seed, "--records_dir", records]
+    result = subprocess.run([sys.executable, "-m", "tfodkit.synthetic", *map(str, args)],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_records_dir_converts_the_annotated_images_and_keeps_the_holdout_out(tmp_path):
+    data, records = tmp_path / "data", tmp_path / "records"
+    result = _synthetic(data, records, images=6, holdout=2, seed=5)
     lines = result.stdout.splitlines()
     assert lines[0] == f"synthetic: 6 images + 2 held out in {data}"
     assert lines[1].startswith("converted 6 of 6 images")
@@ -33,10 +40,7 @@ def test_one_seed_makes_byte_identical_records_in_two_processes(tmp_path):
     """Records are reproducible to the byte (protobuf's map order differs between processes unless pinned)."""
     def make(name: str) -> bytes:
         records = tmp_path / name / "records"
-        result = subprocess.run([sys.executable, "-m", "tfodkit.synthetic", "--output_dir", str(tmp_path / name),
-                                 "--images", "4", "--holdout", "0", "--seed", "3", "--records_dir", str(records)],
-                                cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
+        _synthetic(tmp_path / name, records, images=4, holdout=0, seed=3)
         return b"".join((records / f"{split}.record").read_bytes() for split in ("training", "testing"))
 
     assert make("a") == make("b")
